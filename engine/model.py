@@ -1,0 +1,255 @@
+"""GLM-4.5 family (`Glm4MoeForCausalLM`) and its MTP layer, written for a serving engine.
+
+The forward pass takes the flattened tokens of many sequences (no padding), their absolute positions and an
+`AttentionBackend` that was planned for this step; KV caching lives entirely in the backend. Equations follow
+shared/reference/glm45-model.md (section numbers in comments). Shapes: T tokens, H hidden, nh query heads,
+nkv KV heads, d head_dim, rd rotary dims, E routed experts, k experts per token, I moe_intermediate_size, V vocab.
+
+Parameter layout differs from the checkpoint only by fusions (q/k/v -> qkv_proj, gate/up -> gate_up_proj, experts
+stacked into w13/w2); `engine/weight_map.py` holds the one table that maps checkpoint names onto these parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import ModelConfig
+from kernels.attention.base import AttentionBackend
+from kernels.moe import fused_experts
+
+
+class RMSNorm(nn.Module):
+    """Section 2.3: statistics in fp32, cast back to the input dtype, then scale (transformers' order)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class RotaryEmbedding(nn.Module):
+    """Section 2.4.3: NeoX rotate-half RoPE on dims [0, rd) of every head; dims [rd, d) pass through."""
+
+    def __init__(self, rotary_dim: int, theta: float) -> None:
+        super().__init__()
+        self.rotary_dim = rotary_dim
+        self.theta = theta
+
+    def forward(self, positions: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
+        # NOTE: inv_freq is recomputed (cheap, [rd/2]) so that a model built on the meta device needs no buffer fix-up.
+        exponent = torch.arange(0, self.rotary_dim, 2, dtype=torch.float32, device=positions.device) / self.rotary_dim
+        inv_freq = 1.0 / (self.theta**exponent)  # [rd/2]
+        freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, rd/2]
+        emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # [T, 1, rd]
+        cos, sin = emb.cos(), emb.sin()
+        outs = []
+        for x in xs:  # x [T, heads, d]
+            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+            rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
+            half = self.rotary_dim // 2
+            rotated = torch.cat((-rot[..., half:], rot[..., :half]), dim=-1)  # rotate_half
+            outs.append(torch.cat((rot * cos + rotated * sin, rest), dim=-1))
+        return outs
+
+
+class Attention(nn.Module):
+    """Section 2.4: q/k/v with bias, QK-norm before RoPE, partial RoPE, causal GQA attention, o_proj without bias."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.layer_idx = layer_idx  # also the KV-cache layer index in the attention backend
+        self.num_heads = config.num_attention_heads
+        self.num_kv_heads = config.num_key_value_heads
+        self.head_dim = config.head_dim
+        self.q_size = self.num_heads * self.head_dim
+        self.kv_size = self.num_kv_heads * self.head_dim
+        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
+        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
+        self.use_qk_norm = config.use_qk_norm
+        if config.use_qk_norm:
+            self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)  # one weight shared by all heads
+            self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
+        self.rotary = RotaryEmbedding(config.rotary_dim, config.rope_theta)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
+        num_tokens = x.shape[0]
+        q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q = q.view(num_tokens, self.num_heads, self.head_dim)  # [T, nh, d]
+        k = k.view(num_tokens, self.num_kv_heads, self.head_dim)  # [T, nkv, d]
+        v = v.view(num_tokens, self.num_kv_heads, self.head_dim)  # [T, nkv, d]
+        if self.use_qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = self.rotary(positions, q, k)
+        out = attn.forward(self.layer_idx, q, k, v)  # [T, nh, d]
+        return self.o_proj(out.reshape(num_tokens, self.q_size))  # [T, H]
+
+
+class MLP(nn.Module):
+    """SwiGLU: down(silu(gate(x)) * up(x)); the dense MLP (section 2.6) and the shared expert."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+        super().__init__()
+        self.intermediate_size = intermediate_size
+        self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=False)  # gate rows first
+        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
+        return self.down_proj(F.silu(gate) * up)
+
+
+class Router(nn.Module):
+    """Section 2.5 router ("noaux_tc"), in fp32: sigmoid scores, bias for selection only, group-limited top-k."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        # NOTE: both tensors stay fp32 whatever the model dtype (transformers keeps them fp32 too).
+        self.weight = nn.Parameter(torch.empty(config.n_routed_experts, config.hidden_size, dtype=torch.float32))
+        self.e_score_correction_bias = nn.Parameter(
+            torch.zeros(config.n_routed_experts, dtype=torch.float32), requires_grad=False
+        )
+        self.top_k = config.num_experts_per_tok
+        self.n_group = config.n_group
+        self.topk_group = config.topk_group
+        self.norm_topk_prob = config.norm_topk_prob
+        self.routed_scaling_factor = config.routed_scaling_factor
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [T, H] -> (topk_ids [T, k] int64, topk_weights [T, k] fp32)."""
+        scores = torch.sigmoid(F.linear(x.float(), self.weight))  # s, [T, E]
+        choice = scores + self.e_score_correction_bias  # c = s + bias, used only to choose
+        if self.n_group > 1:
+            grouped = choice.view(x.shape[0], self.n_group, -1)  # [T, G, E/G]
+            group_scores = grouped.topk(2, dim=-1).values.sum(-1)  # [T, G]: sum of the two best per group
+            kept = group_scores.topk(self.topk_group, dim=-1).indices  # [T, topk_group]
+            group_mask = torch.zeros_like(group_scores, dtype=torch.bool).scatter_(1, kept, True)
+            choice = grouped.masked_fill(~group_mask[..., None], float("-inf")).view_as(choice)
+        topk_ids = choice.topk(self.top_k, dim=-1).indices  # [T, k]
+        topk_weights = scores.gather(1, topk_ids)  # w = s[idx], unbiased
+        if self.norm_topk_prob:
+            topk_weights = topk_weights / (topk_weights.sum(-1, keepdim=True) + 1e-20)
+        return topk_ids, topk_weights * self.routed_scaling_factor
+
+
+class MoE(nn.Module):
+    """moe(x) = sum_i w_i * E_{idx_i}(x) + shared(x) (section 2.5)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        num_experts, hidden, inter = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+        self.gate = Router(config)
+        self.w13 = nn.Parameter(torch.empty(num_experts, 2 * inter, hidden))  # [E, 2I, H]: gate rows, then up rows
+        self.w2 = nn.Parameter(torch.empty(num_experts, hidden, inter))  # [E, H, I]
+        self.shared_experts = (
+            MLP(hidden, inter * config.n_shared_experts) if config.n_shared_experts > 0 else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        topk_ids, topk_weights = self.gate(x)
+        out = fused_experts(x, self.w13, self.w2, topk_ids, topk_weights)  # [T, H]
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(x)
+        return out
+
+
+class DecoderLayer(nn.Module):
+    """Section 2.2: pre-norm, two residual adds."""
+
+    def __init__(self, config: ModelConfig, layer_idx: int, is_moe: bool) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.self_attn = Attention(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp: nn.Module = MoE(config) if is_moe else MLP(config.hidden_size, config.intermediate_size)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), positions, attn)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Glm4MoeModel(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, i, is_moe=config.is_moe_layer(i)) for i in range(config.num_hidden_layers)
+        )
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+
+
+class MTPLayer(nn.Module):
+    """Section 4: the "nextn" layer, checkpoint prefix `model.layers.{num_hidden_layers}`; its decoder is always MoE.
+
+    `head` is None when the checkpoint's `shared_head.head` equals (or lacks) the target's lm_head: then the
+    target head is used (section 4.1). The embedding is always the target's.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        hidden = config.hidden_size
+        self.enorm = RMSNorm(hidden, config.rms_norm_eps)
+        self.hnorm = RMSNorm(hidden, config.rms_norm_eps)
+        self.eh_proj = nn.Linear(2 * hidden, hidden, bias=False)  # input columns: [embedding half, hidden half]
+        self.layer = DecoderLayer(config, config.num_hidden_layers, is_moe=True)
+        self.shared_head_norm = RMSNorm(hidden, config.rms_norm_eps)
+        self.head: nn.Linear | None = None
+
+
+class Glm4MoeForCausalLM(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.model = Glm4MoeModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        if config.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        self.mtp = MTPLayer(config) if config.has_mtp else None
+
+    @property
+    def has_mtp(self) -> bool:
+        return self.mtp is not None
+
+    @property
+    def num_kv_layers(self) -> int:
+        """Attention layers that need KV cache: the target's, then the MTP layer's (index num_hidden_layers)."""
+        return self.config.num_hidden_layers + int(self.has_mtp)
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
+        """input_ids, positions [T] -> hidden [T, H] after the final norm (section 2.1)."""
+        x = self.model.embed_tokens(input_ids)  # [T, H]; no embedding scale
+        for layer in self.model.layers:
+            x = layer(x, positions, attn)
+        return self.model.norm(x)
+
+    def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [N, H] -> logits [N, V] in fp32; untied head, no bias, no soft-cap."""
+        return self.lm_head(hidden).float()
+
+    def mtp_forward(
+        self, input_ids: torch.Tensor, hidden: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend
+    ) -> torch.Tensor:
+        """One MTP step (section 4.2) for T rows: row p takes the target hidden h_p (after model.norm, or the previous
+        MTP step's output for drafts 2..k) and the next token t_{p+1}; returns g [T, H] after shared_head.norm, which
+        is both the input of `compute_mtp_logits` and the hidden carried to the next draft step (section 4.3).
+
+        Positions: any convention used consistently inside the MTP KV cache works (RoPE is relative); transformers
+        uses the position of t_{p+1}, vLLM/SGLang that of h_p.
+        """
+        assert self.mtp is not None, "this checkpoint has no MTP layer"
+        mtp = self.mtp
+        e = self.model.embed_tokens(input_ids)  # [T, H]
+        z = mtp.eh_proj(torch.cat([mtp.enorm(e), mtp.hnorm(hidden)], dim=-1))  # [T, 2H] -> [T, H]
+        y = mtp.layer(z, positions, attn)  # residual stream starts at z
+        return mtp.shared_head_norm(y)
+
+    def compute_mtp_logits(self, mtp_hidden: torch.Tensor) -> torch.Tensor:
+        assert self.mtp is not None, "this checkpoint has no MTP layer"
+        head = self.mtp.head if self.mtp.head is not None else self.lm_head
+        return head(mtp_hidden).float()
