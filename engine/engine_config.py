@@ -1,0 +1,90 @@
+"""The engine's configuration: one frozen object per part, validated once at construction.
+
+Values discovered at start-up (the number of KV blocks, the attention backend) are not written back here: they live
+in `engine.kv_cache_manager.KVCacheSpec` and on the model runner. Every bad value raises `ValueError` naming the field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.config import ModelConfig
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def _positive_int(name: str, value: object) -> None:
+    _need(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+          f"{name} must be a positive int, got {value!r}")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    block_size: int = 16  # tokens per KV block
+    kv_cache_memory: int | None = None  # bytes for the KV cache of all layers; None: see gpu_memory_utilization
+    gpu_memory_utilization: float = 0.9  # CUDA, kv_cache_memory None: this fraction of free memory after weights
+    enable_prefix_caching: bool = True  # reuse full blocks of equal token prefixes across requests
+    num_blocks_override: int | None = None  # force the pool size (tests, debugging); wins over the memory budget
+
+    def __post_init__(self) -> None:
+        _positive_int("block_size", self.block_size)
+        if self.kv_cache_memory is not None:
+            _positive_int("kv_cache_memory", self.kv_cache_memory)
+        _need(isinstance(self.gpu_memory_utilization, (int, float)) and 0 < self.gpu_memory_utilization <= 1,
+              f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization!r}")
+        _need(isinstance(self.enable_prefix_caching, bool),
+              f"enable_prefix_caching must be a bool, got {self.enable_prefix_caching!r}")
+        if self.num_blocks_override is not None:
+            _positive_int("num_blocks_override", self.num_blocks_override)
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    max_model_len: int  # longest sequence (prompt + outputs) a request may reach
+    max_num_seqs: int = 256  # most requests in one step
+    max_num_batched_tokens: int = 8192  # token budget of one step (all requests together)
+    enable_chunked_prefill: bool = True  # split prompts longer than the remaining budget across steps
+    async_scheduling: bool = False  # overlap: schedule step N+1 on the host while the device runs step N
+
+    def __post_init__(self) -> None:
+        _positive_int("max_model_len", self.max_model_len)
+        _positive_int("max_num_seqs", self.max_num_seqs)
+        _positive_int("max_num_batched_tokens", self.max_num_batched_tokens)
+        _need(isinstance(self.enable_chunked_prefill, bool), "enable_chunked_prefill must be a bool")
+        _need(isinstance(self.async_scheduling, bool), "async_scheduling must be a bool")
+        if not self.enable_chunked_prefill:
+            _need(self.max_num_batched_tokens >= self.max_model_len,
+                  f"max_num_batched_tokens ({self.max_num_batched_tokens}) must be >= max_model_len "
+                  f"({self.max_model_len}) when enable_chunked_prefill is False")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    model: str  # model directory
+    model_config: ModelConfig  # the checkpoint's config.json
+    dtype: torch.dtype  # weights and KV cache dtype
+    device: torch.device  # where the model runs
+    cache: CacheConfig
+    scheduler: SchedulerConfig
+    seed: int = 0  # seeds the sampler's shared generator (requests without their own seed)
+
+    def __post_init__(self) -> None:
+        _need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an int, got {self.seed!r}")
+        limit = self.model_config.max_position_embeddings
+        _need(self.scheduler.max_model_len <= limit,
+              f"max_model_len ({self.scheduler.max_model_len}) exceeds the model's max_position_embeddings ({limit})")
+
+
+def resolve_max_model_len(model_config: ModelConfig, max_model_len: int | None) -> int:
+    """None -> the model's max_position_embeddings; larger values are refused by EngineConfig."""
+    return model_config.max_position_embeddings if max_model_len is None else max_model_len
+
+
+def default_async_scheduling(device: torch.device) -> bool:
+    """On by default where the device runs asynchronously to the host (CUDA); off on CPU, where it gains nothing."""
+    return device.type == "cuda"

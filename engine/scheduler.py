@@ -1,0 +1,211 @@
+"""Scheduler: decides, each step, which requests run and how many tokens each computes.
+
+The one counter model
+    Each request has `num_computed_tokens` (positions whose KV is cached or being written by a launched step) and
+    a target, `num_tokens_with_placeholders` (prompt + outputs, counting outputs sampled by a launched step whose
+    value the host has not seen yet). A step gives a request n = min(target - num_computed_tokens, budget left)
+    tokens and moves num_computed_tokens forward by n at once. A step that brings it up to the target samples
+    the next token there: one output placeholder, replaced by the token when the step's output is processed.
+    A prompt is a long gap (chunked when the budget is short), a decode a gap of 1, a prefix-cache hit starts the
+    counter at the hit, preemption frees the blocks and resets the counter to 0 (recompute), and speculative
+    decoding will add k draft tokens to the target (gap 1 + k) and roll back rejections by lowering the counter.
+    Invariant: 0 <= num_computed_tokens <= target <= max_model_len, and a scheduled request holds KV blocks for
+    every position below num_computed_tokens.
+
+Policy per step: one token budget (max_num_batched_tokens); running requests first in admission order, then
+waiting requests in arrival order (preempted ones at the front) while max_num_seqs, the budget and the KV pool
+allow; when the pool runs dry the newest running request is preempted, and nothing new is admitted that step.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from engine.engine_config import SchedulerConfig
+from engine.kv_cache_manager import KVCacheManager
+from engine.outputs import EngineCoreOutput, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
+from engine.request import Request, RequestStatus
+
+
+class Scheduler:
+    def __init__(self, config: SchedulerConfig, kv_cache_manager: KVCacheManager) -> None:
+        self.config = config
+        self.kv = kv_cache_manager
+        self.requests: dict[str, Request] = {}  # every unfinished request
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []  # admission order: the newest is preempted first
+        self._finished_req_ids: set[str] = set()  # since the previous schedule()
+        self._next_arrival = 0
+        self._step_id = 0
+        self.num_preemptions = 0
+
+    # ---- requests in and out --------------------------------------------------------------------------------
+
+    def add_request(self, request: Request) -> None:
+        """Queue a request. Raises ValueError when it cannot fit the model's context."""
+        if request.request_id in self.requests:
+            raise ValueError(f"request_id {request.request_id!r} is already in use")
+        if request.num_prompt_tokens >= self.config.max_model_len:
+            raise ValueError(
+                f"prompt_token_ids: the prompt has {request.num_prompt_tokens} tokens, which leaves no room for "
+                f"an output within max_model_len={self.config.max_model_len}"
+            )
+        request.arrival_index = self._next_arrival
+        self._next_arrival += 1
+        self.requests[request.request_id] = request
+        self.waiting.append(request)
+
+    def finish_requests(self, request_ids: Iterable[str], status: RequestStatus) -> list[Request]:
+        """Finish (abort, or stop on a stop string) requests at any point; frees all they hold. Unknown ids are
+        ignored (they may have finished already). Returns the requests that were finished by this call."""
+        assert status.is_finished, status
+        done = []
+        for request_id in request_ids:
+            request = self.requests.get(request_id)
+            if request is None:
+                continue
+            request.status = status
+            self._release(request)
+            done.append(request)
+        return done
+
+    def has_unfinished_requests(self) -> bool:
+        return bool(self.requests)
+
+    @property
+    def num_unfinished_requests(self) -> int:
+        return len(self.requests)
+
+    # ---- one step -------------------------------------------------------------------------------------------
+
+    def schedule(self) -> SchedulerOutput:
+        budget = self.config.max_num_batched_tokens
+        scheduled: list[ScheduledRequest] = []
+        preempted: list[str] = []
+        index = 0
+        while index < len(self.running) and budget > 0:
+            request = self.running[index]
+            num_new = min(self._num_tokens_wanted(request), budget)
+            if num_new == 0:
+                index += 1
+                continue
+            while not self.kv.allocate_slots(request, num_new):
+                victim = self.running.pop()  # the newest
+                self._preempt(victim)
+                preempted.append(victim.request_id)
+                if victim is request:
+                    break
+            else:
+                scheduled.append(self._advance(request, num_new))
+                budget -= num_new
+                index += 1
+        if not preempted:
+            budget = self._admit_waiting(budget, scheduled)
+        self._step_id += 1
+        finished: tuple[str, ...] = ()
+        if scheduled:  # NOTE: an empty output may never reach the runner; keep the ids for the next step
+            finished, self._finished_req_ids = tuple(self._finished_req_ids), set()
+        return SchedulerOutput(
+            step_id=self._step_id,
+            scheduled=tuple(scheduled),
+            num_scheduled_tokens=self.config.max_num_batched_tokens - budget,
+            preempted_req_ids=tuple(preempted),
+            finished_req_ids=finished,
+        )
+
+    def update_from_output(
+        self, scheduler_output: SchedulerOutput, runner_output: ModelRunnerOutput
+    ) -> list[EngineCoreOutput]:
+        """Append each sampled token, check stop conditions, free finished requests."""
+        del scheduler_output  # NOTE: all progress was counted at schedule time; kept for speculative decoding
+        outputs = []
+        logprobs = runner_output.logprobs
+        max_model_len = self.config.max_model_len
+        for row, (request_id, token_id) in enumerate(zip(runner_output.req_ids, runner_output.sampled_token_ids)):
+            request = self.requests.get(request_id)
+            if request is None:  # finished or aborted while this step was in flight: drop the token
+                continue
+            request.num_output_placeholders -= 1
+            finished = request.append_output_token(token_id, max_model_len)
+            if finished:
+                self._release(request)
+            row_logprobs = logprobs[row] if logprobs is not None else None
+            outputs.append(EngineCoreOutput(
+                request_id=request_id,
+                new_token_ids=(token_id,),
+                new_logprobs=(row_logprobs,) if row_logprobs is not None else None,
+                finish_reason=request.finish_reason,
+                stop_reason=request.stop_reason,
+                num_cached_tokens=max(request.num_cached_tokens, 0),
+            ))
+        return outputs
+
+    # ---- helpers --------------------------------------------------------------------------------------------
+
+    def _num_tokens_wanted(self, request: Request) -> int:
+        """Tokens that would bring the request up to its target; 0 once its last allowed token is in flight."""
+        if request.num_output_tokens + request.num_output_placeholders >= request.max_tokens:
+            return 0
+        return request.num_tokens_with_placeholders - request.num_computed_tokens
+
+    def _admit_waiting(self, budget: int, scheduled: list[ScheduledRequest]) -> int:
+        chunked = self.config.enable_chunked_prefill
+        while self.waiting and budget > 0 and len(self.running) < self.config.max_num_seqs:
+            request = self.waiting[0]
+            if request.num_output_placeholders:  # NOTE: preempted while its token is in flight; wait for it
+                break
+            computed_blocks, num_hit = self.kv.get_computed_blocks(request)
+            num_new = request.num_tokens - num_hit
+            if num_new > budget:
+                if not chunked:
+                    break
+                num_new = budget
+            if not self.kv.allocate_slots(request, num_new, computed_blocks):
+                break
+            self.waiting.popleft()
+            request.status = RequestStatus.RUNNING
+            request.num_computed_tokens = num_hit
+            if request.num_cached_tokens < 0:
+                request.num_cached_tokens = num_hit
+            self.running.append(request)
+            scheduled.append(self._advance(request, num_new))
+            budget -= num_new
+        return budget
+
+    def _advance(self, request: Request, num_new: int) -> ScheduledRequest:
+        start = request.num_computed_tokens
+        end = start + num_new
+        is_sampled = end == request.num_tokens_with_placeholders
+        request.num_computed_tokens = end
+        if is_sampled:
+            request.num_output_placeholders += 1
+        return ScheduledRequest(
+            request_id=request.request_id,
+            token_ids=tuple(request.all_token_ids[start:end]),
+            num_computed_tokens=start,
+            num_scheduled_tokens=num_new,
+            block_ids=tuple(self.kv.block_ids(request.request_id)),
+            is_sampled=is_sampled,
+            prompt_token_ids=request.prompt_token_ids,
+            sampling_params=request.sampling_params,
+            stop_token_ids=request.stop_token_ids,
+        )
+
+    def _preempt(self, request: Request) -> None:
+        self.kv.free(request)
+        request.status = RequestStatus.PREEMPTED
+        request.num_computed_tokens = 0
+        request.num_preemptions += 1
+        self.num_preemptions += 1
+        self.waiting.appendleft(request)
+
+    def _release(self, request: Request) -> None:
+        """Forget a finished request: out of its queue, blocks back to the pool, the runner told next step."""
+        if request in self.running:
+            self.running.remove(request)
+        elif request in self.waiting:
+            self.waiting.remove(request)
+        self.kv.free(request)
+        del self.requests[request.request_id]
+        self._finished_req_ids.add(request.request_id)
