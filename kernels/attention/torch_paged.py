@@ -139,6 +139,7 @@ class _PaddedGroup:
     valid_rows: torch.Tensor | None  # [N] int64 real rows of the padded [G*Q] output; None: all rows are real
     dest_rows: torch.Tensor | None  # [N] int64 output rows they land on; None: the group is the whole batch in order
     kv_rows: torch.Tensor  # [2*G*S] int64 rows of K then V in the flat cache; padded positions read row 0 (masked)
+    kv_buffer: torch.Tensor  # [2*G*S, nkv, d] cache dtype: gather target reused by every layer (no per-layer alloc)
     mask: torch.Tensor  # bool, True = attend: [G, 1, group*Q, S] if folded else [G, 1, Q, S]
 
 
@@ -162,7 +163,7 @@ class TorchPagedAttention(AttentionBackend):
     def plan(self, metadata: AttentionMetadata) -> None:
         check_paged_metadata(metadata, self.block_size)
         super().plan(metadata)
-        self._plan = _build_plan(metadata, self.block_size, self.group_size)
+        self._plan = _build_plan(metadata, self.kv_caches[0], self.group_size)
 
     def forward(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         plan = self._plan
@@ -202,7 +203,9 @@ class TorchPagedAttention(AttentionBackend):
         num_seqs, query_len, seq_len = group.num_seqs, group.max_query_len, group.max_seq_len
         nkv, group_size, d = self.num_kv_heads, self.group_size, self.head_dim
         qg = q if group.query_rows is None else q.index_select(0, group.query_rows)  # [G*Q, nh, d]
-        kv = flat.index_select(0, group.kv_rows).view(2, num_seqs, seq_len, nkv, d).to(q.dtype)
+        # NOTE: the buffer is overwritten by the next layer; nothing returned below aliases it.
+        kv = torch.index_select(flat, 0, group.kv_rows, out=group.kv_buffer)
+        kv = kv.view(2, num_seqs, seq_len, nkv, d).to(q.dtype)
         k, v = kv[0].transpose(1, 2), kv[1].transpose(1, 2)  # [G, nkv, S, d] each
         if group.is_folded:
             # [G, Q, nkv, grp, d] -> [G, nkv, grp*Q, d]: a view when Q == 1.
@@ -220,7 +223,8 @@ class TorchPagedAttention(AttentionBackend):
         return out if group.valid_rows is None else out.index_select(0, group.valid_rows)
 
 
-def _build_plan(metadata: AttentionMetadata, block_size: int, group_size: int) -> _PagedPlan:
+def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size: int) -> _PagedPlan:
+    block_size = kv_cache.shape[2]
     query_lens, seq_lens = metadata.query_lens_cpu, metadata.seq_lens_cpu
     starts = [0]
     for n in query_lens:
@@ -230,14 +234,14 @@ def _build_plan(metadata: AttentionMetadata, block_size: int, group_size: int) -
     parts: list[_FreshPrefill | _PaddedGroup] = []
     whole_batch = len(decode) == len(query_lens)
     if decode:
-        parts.append(_padded_group(metadata, decode, starts, block_size, group_size, True, whole_batch))
+        parts.append(_padded_group(metadata, decode, starts, kv_cache, group_size, True, whole_batch))
     for seqs in _split_extends(extend, query_lens, seq_lens):
         b = seqs[0]
         if len(seqs) == 1 and query_lens[b] == seq_lens[b]:
             parts.append(_FreshPrefill(starts[b], starts[b + 1]))
         else:
-            parts.append(_padded_group(metadata, seqs, starts, block_size, group_size, False, len(parts) == 0
-                                       and len(seqs) == len(query_lens)))
+            is_whole_batch = not parts and len(seqs) == len(query_lens)
+            parts.append(_padded_group(metadata, seqs, starts, kv_cache, group_size, False, is_whole_batch))
     k_write_rows = slots_to_k_rows(metadata.slot_mapping, block_size)
     return _PagedPlan(k_write_rows=k_write_rows, parts=tuple(parts), num_tokens=starts[-1])
 
@@ -251,8 +255,9 @@ def _split_extends(extend: list[int], query_lens: tuple[int, ...], seq_lens: tup
     return [extend] if padded <= 2 * work else [[b] for b in extend]
 
 
-def _padded_group(metadata: AttentionMetadata, seqs: list[int], starts: list[int], block_size: int,
+def _padded_group(metadata: AttentionMetadata, seqs: list[int], starts: list[int], kv_cache: torch.Tensor,
                   group_size: int, is_folded: bool, is_whole_batch: bool) -> _PaddedGroup:
+    block_size = kv_cache.shape[2]
     device = metadata.query_start_loc.device
     q_lens = [metadata.query_lens_cpu[b] for b in seqs]
     s_lens = [metadata.seq_lens_cpu[b] for b in seqs]
@@ -294,5 +299,6 @@ def _padded_group(metadata: AttentionMetadata, seqs: list[int], starts: list[int
         valid_rows=valid_rows,
         dest_rows=None if is_whole_batch else query_rows if all_real else query_rows[valid_rows],
         kv_rows=kv_rows,
+        kv_buffer=kv_cache.new_empty((kv_rows.numel(), kv_cache.shape[3], kv_cache.shape[4])),
         mask=mask,
     )
