@@ -144,8 +144,10 @@ def test_seeded_request_is_independent_of_batch_composition():
     torch.manual_seed(0)
     target = [make_state(SamplingParams(temperature=1.0, seed=77)) for _ in range(2)]  # same seed, fresh generators
     others = [make_state(SamplingParams(temperature=t, seed=s)) for t, s in ((1.0, None), (0.0, None), (0.5, 3))]
-    mine = torch.softmax(torch.randn(4, V), -1)
     my_drafts = [2, 5, 1]
+    mine = torch.full((4, V), 0.5 / (V - 1))
+    mine[torch.arange(3), torch.tensor(my_drafts)] = 0.5  # acceptance is a coin flip: the uniforms matter
+    mine[3] = 1.0 / V
     results = []
     for k, batch in enumerate(([target[0]], others[:2] + [target[1]] + others[2:])):
         drafts, probs = [], []
@@ -159,7 +161,7 @@ def test_seeded_request_is_independent_of_batch_composition():
             outs.append(out[batch.index(target[k])])
         results.append(outs)
     assert results[0] == results[1]
-    assert len({tuple(o) for o in results[0]}) > 1
+    assert len({len(o) for o in results[0]}) > 1  # acceptance varied across steps
 
 
 def test_bad_inputs_raise():

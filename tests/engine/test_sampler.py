@@ -82,6 +82,8 @@ CASES = {
     "top_p": SamplingParams(temperature=0.9, top_p=0.6),
     "min_p": SamplingParams(temperature=0.7, min_p=0.1),
     "all_truncation": SamplingParams(temperature=1.1, top_k=10, top_p=0.8, min_p=0.05),
+    "top_k_then_top_p": SamplingParams(temperature=5.0, top_k=6, top_p=0.5),  # order matters on a flat distribution
+    "min_p_then_top_p": SamplingParams(temperature=3.0, min_p=0.5, top_p=0.5),
     "repetition": SamplingParams(repetition_penalty=1.7),
     "repetition_below_one": SamplingParams(repetition_penalty=0.6),
     "presence_frequency": SamplingParams(presence_penalty=1.5, frequency_penalty=-0.7),
@@ -151,6 +153,15 @@ def test_min_tokens_masks_stop_ids_until_reached():
         assert sampler(logits, build([state])).sampled_token_ids.item() == 17
         output.append(17)
     assert sampler(logits, build([state])).sampled_token_ids.item() == 5
+
+
+def test_top_p_keeps_exactly_the_smallest_set_at_the_boundary():
+    """Four equal tokens (probs exactly 0.25): top_p = 0.5 keeps two; vLLM keeps the same count."""
+    logits = torch.full((3, V), NEG_INF)
+    logits[:, 10:14] = 0.0
+    states = [make_state(SamplingParams(top_p=p)) for p in (0.5, 0.50001, 0.25)]
+    kept = torch.isfinite(process_logits(logits, build(states))).sum(-1)
+    assert kept.tolist() == [2, 3, 1]
 
 
 def test_greedy_is_argmax_of_penalised_logits():
