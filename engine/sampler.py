@@ -87,7 +87,8 @@ class SamplingBatch:
     num_rows: int
     temperature: torch.Tensor  # [N, 1] float32; 1.0 on greedy rows
     is_greedy: torch.Tensor  # [N] bool
-    all_greedy: bool
+    all_greedy: bool  # host flags: branching on them never syncs with the device
+    any_greedy: bool
     top_k: torch.Tensor | None  # [N] int64, V where off; None when no row uses top-k
     max_top_k: int  # max top_k over rows that use it (0 when none)
     top_p: torch.Tensor | None  # [N, 1] float32; None when every row has top_p == 1
@@ -140,6 +141,7 @@ class SamplingBatch:
             temperature=to_dev(temps, torch.float32).unsqueeze(1),
             is_greedy=to_dev(greedy, torch.bool),
             all_greedy=all(greedy),
+            any_greedy=any(greedy),
             top_k=to_dev(top_ks, torch.int64) if uses_top_k else None,
             max_top_k=max((k for k in top_ks if k < vocab_size), default=0),
             top_p=to_dev(top_ps, torch.float32).unsqueeze(1) if any(p < 1.0 for p in top_ps) else None,
@@ -243,14 +245,14 @@ class Sampler:
         """Sample one token per row of `logits` [N, V] float32 (not modified)."""
         _check_logits(logits, batch)
         processed = process_logits(logits, batch)
-        greedy_ids = processed.argmax(dim=-1)
         if batch.all_greedy:
-            token_ids = greedy_ids
+            token_ids = processed.argmax(dim=-1)
         else:
             probs = processed.softmax(dim=-1)
             noise = self.exponential_noise(probs, batch.generators)
-            sampled_ids = probs.div_(noise).argmax(dim=-1)
-            token_ids = torch.where(batch.is_greedy, greedy_ids, sampled_ids)
+            token_ids = probs.div_(noise).argmax(dim=-1)
+            if batch.any_greedy:
+                token_ids = torch.where(batch.is_greedy, processed.argmax(dim=-1), token_ids)
         logprobs = None
         if batch.max_num_logprobs >= 0:
             logprobs = compute_logprobs(logits, token_ids, batch.max_num_logprobs)
@@ -261,7 +263,7 @@ class Sampler:
         _check_logits(logits, batch)
         processed = process_logits(logits, batch)
         probs = processed.softmax(dim=-1)
-        if batch.is_greedy.any():
+        if batch.any_greedy:
             one_hot = torch.zeros_like(probs).scatter_(1, processed.argmax(dim=-1, keepdim=True), 1.0)
             probs = torch.where(batch.is_greedy[:, None], one_hot, probs)
         return probs
@@ -294,7 +296,8 @@ def process_logits(logits: torch.Tensor, batch: SamplingBatch) -> torch.Tensor:
     if batch.penalties is not None:
         pen = batch.penalties
         out[pen.rows] = apply_penalties(out[pen.rows], pen)
-    out.div_(batch.temperature)
+    if not batch.all_greedy:
+        out.div_(batch.temperature)
     if batch.log_min_p is not None:  # prob < min_p * max_prob  <=>  logit < max_logit + log(min_p)
         threshold = out.amax(dim=-1, keepdim=True) + batch.log_min_p
         out.masked_fill_(out < threshold, float("-inf"))
