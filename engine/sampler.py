@@ -269,13 +269,15 @@ class Sampler:
         return probs
 
     def exponential_noise(self, like: torch.Tensor, generators: Sequence[torch.Generator | None]) -> torch.Tensor:
-        """Exp(1) noise shaped like `like` [R, V]: one batched draw, then seeded rows redrawn from their generator."""
-        noise = torch.empty_like(like).exponential_(generator=self.generator(like.device))
+        """Exp(1) noise shaped like `like` [R, V], as -log(1 - u), u ~ U[0, 1): one batched uniform draw, then
+        seeded rows redrawn from their own generator (V uniforms per row)."""
+        noise = torch.empty_like(like).uniform_(generator=self.generator(like.device))
         for i, gen in enumerate(generators):
             if gen is not None:  # NOTE: unavoidable per-row loop: each seeded row owns its random stream
-                noise[i].exponential_(generator=gen)
-        # NOTE: exponential_ may return exactly 0; a zero would turn a zero prob into nan or win the race.
-        return noise.clamp_min_(torch.finfo(noise.dtype).tiny)
+                noise[i].uniform_(generator=gen)
+        # NOTE: not Tensor.exponential_, which is ~5x slower than uniform_ + log1p on CPU. A zero (u == 0) would
+        # turn a zero prob into nan or let it win the race: clamp to the smallest normal float.
+        return noise.neg_().log1p_().neg_().clamp_min_(torch.finfo(noise.dtype).tiny)
 
 
 def _check_logits(logits: torch.Tensor, batch: SamplingBatch) -> None:
