@@ -57,6 +57,8 @@ def format_report(run: BenchmarkRun, metrics: BenchmarkMetrics, request_rate: fl
         row(f"Mean {short} (ms):", summary.mean)
         row(f"Median {short} (ms):", summary.median)
         for p, value in summary.percentiles:
+            if p == 50:
+                continue  # the median, printed above
             row(f"P{percentile_key(p)[1:]} {short} (ms):", value)
     lines.append("=" * 60)
     return "\n".join(lines)

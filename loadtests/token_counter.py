@@ -16,6 +16,7 @@ class TokenCounter:
     def __init__(self, tokenizer: Tokenizer, name: str) -> None:
         self._tokenizer = tokenizer
         self.name = name  # what --tokenizer named, recorded in the result file as tokenizer_id
+        self._word_costs: dict[str, int] = {}
 
     @classmethod
     def from_path(cls, path: str | Path) -> TokenCounter:
@@ -31,6 +32,13 @@ class TokenCounter:
 
     def count(self, text: str) -> int:
         return len(self.encode(text).ids)
+
+    def word_cost(self, word: str) -> int:
+        """Tokens of `word` after a space, i.e. inside a sentence (cached)."""
+        cost = self._word_costs.get(word)
+        if cost is None:
+            cost = self._word_costs[word] = self.count(" " + word)
+        return cost
 
     def truncate(self, text: str, num_tokens: int) -> str:
         """The longest prefix of `text` that ends on the boundary after its first `num_tokens` tokens.
