@@ -12,7 +12,7 @@ of the penalised logits (temperature and truncation never move the argmax; ties 
 sample by the exponential race: token = argmax(probs / q) with q ~ Exp(1) i.i.d. over the vocabulary, an exact draw
 from `probs`.
 
-Randomness contract: a seeded request draws its noise from its own generator, exactly V exponentials per sampled
+Randomness contract: a seeded request draws its noise from its own generator, exactly V uniforms (made Exp(1)) per sampled
 token (none for greedy rows), so its tokens do not depend on the rest of the batch. Unseeded rows share the
 sampler's generator.
 
