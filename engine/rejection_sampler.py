@@ -11,8 +11,9 @@ Each emitted sequence is then distributed exactly as k+1 tokens sampled one by o
 Inputs: `target_probs` [T, V] from `Sampler.compute_probs` over the verify rows, T = sum(k_r + 1); request r owns
 rows starts_r .. starts_r + k_r (contiguous, in request order), row j built with SamplingRow(state, drafts[:j]).
 
-Randomness contract: per step a seeded sampled request draws k_r uniforms then V more (Exp(1) noise for the residual or bonus
-draw, by the exponential race) from its own generator, whatever the outcome; greedy requests draw nothing.
+Randomness contract: per step a seeded sampled request draws k_r uniforms then V more (Exp(1) noise for the
+residual or bonus draw, by the exponential race) from its own generator, whatever the outcome; greedy requests draw
+nothing.
 """
 
 from __future__ import annotations

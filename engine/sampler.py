@@ -12,9 +12,9 @@ of the penalised logits (temperature and truncation never move the argmax; ties 
 sample by the exponential race: token = argmax(probs / q) with q ~ Exp(1) i.i.d. over the vocabulary, an exact draw
 from `probs`.
 
-Randomness contract: a seeded request draws its noise from its own generator, exactly V uniforms (made Exp(1)) per sampled
-token (none for greedy rows), so its tokens do not depend on the rest of the batch. Unseeded rows share the
-sampler's generator.
+Randomness contract: a seeded request draws its noise from its own generator, exactly V uniforms (made Exp(1))
+per sampled token (none for greedy rows), so its tokens do not depend on the rest of the batch. Unseeded rows share
+the sampler's generator.
 
 Logprobs contract (vLLM's default "raw_logprobs"): reported logprobs are log_softmax of the logits as given, i.e.
 the model's distribution BEFORE penalties, bias, temperature and truncation.
