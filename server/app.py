@@ -1,0 +1,171 @@
+"""The FastAPI app: routes, authentication, body limits, health. Built by `build_app(ctx)`.
+
+Routes (contract section 1): POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/{id}],
+POST /tokenize, POST /detokenize (vLLM extras), GET /health (+ /ping), GET /version, GET /metrics.
+Every /v1 route and the tokenizer routes need the API key when keys are configured; /health, /ping and /version
+never do; /metrics does unless `--metrics-public`. FastAPI's /docs and /openapi.json are off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+
+from server.chat_prompt import build_chat_prompt
+from server.context import ServingContext
+from server.errors import APIError, bad_request, from_pydantic, install_error_handlers, parse_json_body
+from server.metrics import CONTENT_TYPE
+from server.middleware import RequestContextMiddleware, get_record
+from server.protocol import ChatCompletionRequest, CompletionRequest
+from server.serving_chat import ChatServing
+from server.serving_completion import CompletionServing, tokenize_prompts
+from server.version import version_info
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 past `limit` bytes (checked on Content-Length, then while reading)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"Request body exceeds the limit of {limit} bytes", param=None)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise APIError(413, f"Request body exceeds the limit of {limit} bytes", param=None)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def parse_request(request: Request, model: type[M], limit: int) -> tuple[M, dict[str, Any]]:
+    """(validated model, decoded JSON object); malformed JSON and invalid fields are 400 naming the field."""
+    raw = parse_json_body(await read_body(request, limit))
+    if not isinstance(raw, dict):
+        raise bad_request("The request body must be a JSON object")
+    try:
+        return model.model_validate(raw), raw
+    except ValidationError as error:
+        raise from_pydantic(error) from None
+
+
+def health_status(ctx: ServingContext) -> tuple[int, str]:
+    engine = ctx.engine
+    if engine.is_dead:
+        return 503, "engine loop died"
+    if not engine.is_ready:
+        return 503, "loading"
+    if ctx.draining:
+        return 503, "draining"
+    if engine.heartbeat_age() > ctx.args.heartbeat_timeout:
+        return 503, f"engine heartbeat stale ({engine.heartbeat_age():.1f}s)"
+    return 200, "ok"
+
+
+def build_app(ctx: ServingContext) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        ctx.engine.start(asyncio.get_running_loop())
+        yield
+        await asyncio.to_thread(ctx.engine.shutdown)
+
+    app = FastAPI(title="glm-serve", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.state.ctx = ctx
+    install_error_handlers(app)
+    chat, completion = ChatServing(ctx), CompletionServing(ctx)
+    limit = ctx.args.max_request_body_bytes
+    info = version_info(ctx.args.model)
+
+    def auth(request: Request) -> None:
+        ctx.check_api_key(request.headers.get("authorization"))
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Response:
+        auth(request)
+        body, raw = await parse_request(request, ChatCompletionRequest, limit)
+        return await chat.create(body, raw, request, get_record(request.scope))
+
+    @app.post("/v1/completions")
+    async def completions(request: Request) -> Response:
+        auth(request)
+        body, _ = await parse_request(request, CompletionRequest, limit)
+        return await completion.create(body, request, get_record(request.scope))
+
+    def model_card(name: str) -> dict[str, Any]:
+        return {"id": name, "object": "model", "created": ctx.created, "owned_by": "glm-serve",
+                "root": ctx.args.model, "parent": None, "max_model_len": ctx.max_model_len}
+
+    @app.get("/v1/models")
+    async def list_models(request: Request) -> JSONResponse:
+        auth(request)
+        return JSONResponse({"object": "list", "data": [model_card(name) for name in ctx.args.served_model_names]})
+
+    @app.get("/v1/models/{model_id:path}")
+    async def get_model(model_id: str, request: Request) -> JSONResponse:
+        auth(request)
+        ctx.check_model(model_id)
+        return JSONResponse(model_card(model_id))
+
+    @app.post("/tokenize")
+    async def tokenize(request: Request) -> JSONResponse:
+        auth(request)
+        raw = parse_json_body(await read_body(request, limit))
+        if not isinstance(raw, dict):
+            raise bad_request("The request body must be a JSON object")
+        ctx.check_model(str(raw.get("model", ctx.model_name)))
+        if "messages" in raw:
+            try:
+                chat_request = ChatCompletionRequest.model_validate({"model": ctx.model_name, **raw})
+            except ValidationError as error:
+                raise from_pydantic(error) from None
+            prompt = await asyncio.to_thread(build_chat_prompt, chat_request, raw, ctx.tokenizer,
+                                             ctx.args.default_chat_template_kwargs)
+            tokens = prompt.token_ids
+        elif isinstance(raw.get("prompt"), str):
+            tokens = (await asyncio.to_thread(tokenize_prompts, raw["prompt"], ctx.tokenizer))[0]
+        else:
+            raise bad_request("tokenize needs `prompt` (a string) or `messages`", "prompt")
+        return JSONResponse({"count": len(tokens), "max_model_len": ctx.max_model_len, "tokens": tokens})
+
+    @app.post("/detokenize")
+    async def detokenize(request: Request) -> JSONResponse:
+        auth(request)
+        raw = parse_json_body(await read_body(request, limit))
+        tokens = raw.get("tokens") if isinstance(raw, dict) else None
+        vocab = ctx.tokenizer.vocab_size
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and 0 <= t < vocab for t in tokens):
+            raise bad_request(f"tokens must be a list of token ids in [0, {vocab})", "tokens")
+        return JSONResponse({"prompt": ctx.tokenizer.decode(tokens, skip_special_tokens=False)})
+
+    @app.get("/health")
+    async def health() -> Response:
+        status, state = health_status(ctx)
+        if status == 200:
+            return JSONResponse({"status": state})
+        return APIError(503, f"Not ready: {state}", "server_error", None, "server_overloaded",
+                        {"Retry-After": "1"}).response()
+
+    app.add_api_route("/ping", health, methods=["GET", "POST"])
+
+    @app.get("/version")
+    async def version() -> JSONResponse:
+        return JSONResponse(info)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        if not ctx.args.metrics_public:
+            auth(request)
+        return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
+
+    if ctx.args.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(ctx.args.cors_origins), allow_methods=["*"],
+                           allow_headers=["*"], allow_credentials=False)
+    app.add_middleware(RequestContextMiddleware, metrics=ctx.metrics)
+    return app
