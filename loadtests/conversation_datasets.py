@@ -88,15 +88,16 @@ def _is_valid_pair(prompt_len: int | None, output_len: int, fixed_output: bool) 
 
 
 def chat_dataset_files(path: Path | None) -> list[Path]:
-    """The JSONL files of the chat dataset: `path` itself, or the *.jsonl under a directory (held-out ones first)."""
+    """The JSONL files of the chat dataset: `path` itself, or the *.jsonl below a directory (recursively), the
+    held-out ones (eval/held/test in the name) only when there are any."""
     path = Path(path) if path is not None else DEFAULT_CHAT_DATASET_DIR
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise ValueError(f"dataset_path: {path} does not exist (the chat dataset is a JSONL file or a directory)")
-    files = sorted(path.glob("*.jsonl"))
-    held_out = [f for f in files if "held" in f.name or "eval" in f.name or "test" in f.name]
-    if not (held_out or files):
+    files = sorted(path.rglob("*.jsonl"))
+    held_out = [f for f in files if any(word in f.name for word in ("eval", "held", "test"))]
+    if not files:
         raise ValueError(f"dataset_path: no *.jsonl file under {path}")
     return held_out or files
 
@@ -115,16 +116,26 @@ def sample_chat_requests(config: DatasetConfig, counter: TokenCounter | None) ->
     return _fill(rng, valid, config.num_prompts, ", ".join(map(str, files)))
 
 
+def _reply_index(record: dict[str, Any], messages: list[dict[str, Any]], where: str) -> int:
+    """`target_index` when the record names the evaluated assistant turn, else the last assistant turn (-1: none)."""
+    target = record.get("target_index")
+    if target is None:
+        return max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    if not isinstance(target, int) or not 0 < target < len(messages) or messages[target]["role"] != "assistant":
+        raise ValueError(f"{where}: target_index must index an assistant message after the first, got {target!r}")
+    return target
+
+
 def _chat_sample(
     record: Any, where: str, config: DatasetConfig, counter: TokenCounter | None
 ) -> SampleRequest | None:
-    """Prompt = the turns before the last assistant turn; max_tokens = that turn's length (reasoning included)."""
+    """Prompt = the turns before the reply turn; max_tokens = the reply's length (reasoning and calls included)."""
     messages = _openai_messages(record, where)
-    last = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
-    users = [m for m in messages[: max(last, 0)] if m["role"] == "user"]
-    if last < 1 or not users:
+    reply_at = _reply_index(record, messages, where)
+    users = [m for m in messages[: max(reply_at, 0)] if m["role"] == "user"]
+    if reply_at < 1 or not users:
         return None
-    reply = messages[last]
+    reply = messages[reply_at]
     reply_text = (reply.get("reasoning_content") or "") + (reply.get("content") or "")
     for call in reply.get("tool_calls") or ():
         reply_text += json.dumps(call.get("function", call))
@@ -132,13 +143,38 @@ def _chat_sample(
     tools = record.get("tools")
     if tools is not None and not isinstance(tools, list):
         raise ValueError(f"{where}: 'tools' must be a list")
+    thinking = record.get("enable_thinking")
     return SampleRequest(
         prompt=prompt,
         prompt_len=counter.count(prompt) if counter is not None else None,
         expected_output_len=config.chat_output_len or _length(reply_text, counter),
-        messages=tuple(messages[:last]),
+        messages=tuple(to_wire_messages(messages[:reply_at])),
         tools=tuple(tools) if tools else None,
+        extra_body={"chat_template_kwargs": {"enable_thinking": thinking}} if isinstance(thinking, bool) else None,
     )
+
+
+def to_wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as the OpenAI wire wants them: tool-call arguments as JSON strings, calls with ids, and tool
+    results with the `tool_call_id` of the call they answer (in order), where the record left them out."""
+    wire, pending_ids, num_calls = [], [], 0
+    for message in messages:
+        message = dict(message)
+        if message["role"] == "assistant" and message.get("tool_calls"):
+            calls = []
+            for call in message["tool_calls"]:
+                call = {"type": "function", **call, "function": dict(call.get("function") or {})}
+                if not isinstance(call["function"].get("arguments", ""), str):
+                    call["function"]["arguments"] = json.dumps(call["function"]["arguments"])
+                call.setdefault("id", f"call_{num_calls}")
+                num_calls += 1
+                calls.append(call)
+            message["tool_calls"] = calls
+            pending_ids = [c["id"] for c in calls]
+        elif message["role"] == "tool" and "tool_call_id" not in message and pending_ids:
+            message["tool_call_id"] = pending_ids.pop(0)
+        wire.append(message)
+    return wire
 
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}

@@ -42,7 +42,7 @@ class RequestFuncInput:
     ignore_eos: bool = False
     # Extra HTTP headers (Authorization, X-Request-Id).
     headers: Mapping[str, str] = field(default_factory=dict)
-    # Extra body fields merged last (e.g. chat_template_kwargs); they override the fields above.
+    # Extra body fields (--extra-body) merged after the fields above; the sample's own extra_body wins over them.
     extra_body: Mapping[str, Any] | None = None
 
 
@@ -90,6 +90,7 @@ def build_payload(request: RequestFuncInput) -> dict[str, Any]:
     if request.ignore_eos:
         payload["ignore_eos"] = True
     payload.update(request.extra_body or {})
+    payload.update(sample.extra_body or {})
     return payload
 
 

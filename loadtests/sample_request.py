@@ -20,3 +20,6 @@ class SampleRequest:
     messages: tuple[dict[str, Any], ...] | None = None
     # OpenAI `tools` definitions that go with `messages` (conversation datasets with tool calls); None = no tools.
     tools: tuple[dict[str, Any], ...] | None = None
+    # Body fields of this request only (e.g. chat_template_kwargs from a conversation's thinking switch); they
+    # override --extra-body, as vLLM's per-request overrides do.
+    extra_body: dict[str, Any] | None = None

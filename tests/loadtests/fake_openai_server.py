@@ -194,3 +194,23 @@ class FakeOpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=10)
+
+
+def main() -> None:
+    """Stand-alone fake server for measuring the load generator's own ceiling (see BENCHMARKS.md)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--ttft-ms", type=float, default=0.0)
+    parser.add_argument("--itl-ms", type=float, default=0.0)
+    parser.add_argument("--tokens-per-chunk", type=int, default=1)
+    args = parser.parse_args()
+    behaviour = FakeBehaviour(ttft_s=args.ttft_ms / 1000, itl_s=args.itl_ms / 1000,
+                              tokens_per_chunk=args.tokens_per_chunk)
+    uvicorn.run(build_app(FakeState(behaviour=behaviour)), host="127.0.0.1", port=args.port, log_level="warning",
+                access_log=False)
+
+
+if __name__ == "__main__":
+    main()

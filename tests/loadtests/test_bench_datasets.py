@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from loadtests.conversation_datasets import chat_dataset_files
+from loadtests.conversation_datasets import chat_dataset_files, to_wire_messages
 from loadtests.dataset_config import DatasetConfig
 from loadtests.datasets import get_samples
 from loadtests.random_dataset import length_range
@@ -133,3 +133,55 @@ def test_chat_malformed_record_names_file_and_line(tmp_path):
     path.write_text(json.dumps({"messages": [{"content": "no role"}]}) + "\n")
     with pytest.raises(ValueError, match=r"c.jsonl:1: messages\[0\]"):
         get_samples(DatasetConfig(dataset_name="chat", dataset_path=path, num_prompts=1), None)
+
+
+def test_chat_record_with_target_index_thinking_switch_and_tool_calls(tmp_path):
+    messages = [
+        {"role": "user", "content": "weather in Paris please"},
+        {"role": "assistant", "content": "", "reasoning_content": "call the tool",
+         "tool_calls": [{"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]},
+        {"role": "tool", "content": "sunny"},
+        {"role": "user", "content": "and tomorrow?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "day": 1}}}]},
+        {"role": "tool", "content": "rain"},
+        {"role": "assistant", "content": "Rain tomorrow."},
+    ]
+    record = {"kind": "tool", "messages": messages, "tools": [], "enable_thinking": False, "target_index": 4}
+    nested = tmp_path / "glm-4.5-tiny"
+    nested.mkdir()
+    (nested / "eval.jsonl").write_text(json.dumps(record) + "\n")
+    (tmp_path / "train.jsonl").write_text("")
+    [sample] = get_samples(DatasetConfig(dataset_name="chat", dataset_path=tmp_path, num_prompts=1), None)
+    assert [m["role"] for m in sample.messages] == ["user", "assistant", "tool", "user"]
+    call = sample.messages[1]["tool_calls"][0]
+    assert call["function"]["arguments"] == '{"city": "Paris"}' and call["id"] == "call_0"
+    assert sample.messages[2]["tool_call_id"] == "call_0"
+    assert messages[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Paris"}  # the record is untouched
+    assert sample.prompt == "and tomorrow?" and sample.tools is None
+    assert sample.extra_body == {"chat_template_kwargs": {"enable_thinking": False}}
+    bad = dict(record, target_index=3)
+    (nested / "eval.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError, match="target_index"):
+        get_samples(DatasetConfig(dataset_name="chat", dataset_path=tmp_path, num_prompts=1), None)
+
+
+def test_chat_reads_the_embedded_model_corpus_format(tmp_path, counter):
+    corpus = pytest.importorskip("scripts.tiny_model.corpus")
+    conversations = pytest.importorskip("scripts.tiny_model.conversations")
+    path = tmp_path / "eval.jsonl"
+    convs = conversations.generate(seed=5, count=12)
+    corpus.write_jsonl(convs, path)
+    samples = get_samples(DatasetConfig(dataset_name="chat", dataset_path=path, num_prompts=12, seed=1), counter)
+    by_history = {json.dumps(s.messages): s for s in samples}
+    assert len(by_history) == 12
+    for conv in convs:
+        # The prompt is the history right before the evaluated assistant turn, in wire form.
+        sample = by_history[json.dumps(to_wire_messages(conv.messages[: conv.target_index]))]
+        assert sample.extra_body == {"chat_template_kwargs": {"enable_thinking": conv.enable_thinking}}
+        assert sample.tools == (tuple(conv.tools) or None)
+        assert sample.expected_output_len >= 1
+        json.dumps(sample.messages)  # wire-serialisable
+        for message in sample.messages:
+            for call in message.get("tool_calls") or ():
+                assert isinstance(call["function"]["arguments"], str)

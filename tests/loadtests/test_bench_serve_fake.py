@@ -170,3 +170,22 @@ def test_base_url_with_v1_suffix_is_not_doubled():
     assert config.api_url == "http://127.0.0.1:9/v1/completions"
     assert config.server_root == "http://127.0.0.1:9"
     assert not math.isfinite(ServeBenchConfig().request_rate)
+
+
+def test_chat_dataset_sends_history_tools_and_thinking_switch(tmp_path):
+    tools = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]
+    record = {"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "one two three"},
+                           {"role": "assistant", "content": "four five"}],
+              "tools": tools, "enable_thinking": False, "target_index": 2}
+    path = tmp_path / "eval.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with FakeOpenAIServer() as server:
+        result = bench(server, "--dataset-name", "chat", "--dataset-path", str(path), "--num-prompts", "2",
+                       "--chat-output-len", "3", "--extra-body", '{"top_k": 1, "chat_template_kwargs": {}}')
+        requests = server.state.requests
+    assert result["completed"] == 2 and result["total_output_tokens"] == 6
+    assert result["total_input_tokens"] == 2 * (2 + 3 + 2 * CHAT_TOKENS_PER_MESSAGE)
+    for _, body, _ in requests:
+        assert body["messages"] == record["messages"][:2] and body["tools"] == tools
+        assert body["chat_template_kwargs"] == {"enable_thinking": False}  # the record's switch wins
+        assert body["top_k"] == 1 and body["max_completion_tokens"] == 3
