@@ -32,6 +32,13 @@ DEFAULT_WORKSPACE_BYTES = 256 << 20  # float workspace for split-KV partial resu
 _HALF_DTYPES = (torch.float16, torch.bfloat16)
 
 
+def check_flashinfer_cache(cache: torch.Tensor) -> None:
+    if cache.device.type != "cuda":
+        raise ValueError(f"kv_caches are on {cache.device}: FlashInferPagedAttention needs CUDA tensors")
+    if cache.dtype not in _HALF_DTYPES:
+        raise ValueError(f"kv_caches dtype {cache.dtype}: FlashInferPagedAttention needs float16 or bfloat16")
+
+
 @dataclass(frozen=True, slots=True)
 class PagedKVLayout:
     """FlashInfer's CSR description of every sequence's pages."""
@@ -124,10 +131,7 @@ class FlashInferPagedAttention(AttentionBackend):
         self.kv_caches = kv_caches
         self.device = kv_caches[0].device
         self.dtype = kv_caches[0].dtype
-        if self.device.type != "cuda":
-            raise ValueError(f"kv_caches are on {self.device}: FlashInferPagedAttention needs CUDA tensors")
-        if self.dtype not in _HALF_DTYPES:
-            raise ValueError(f"kv_caches dtype {self.dtype}: FlashInferPagedAttention needs float16 or bfloat16")
+        check_flashinfer_cache(kv_caches[0])
         if decode_use_tensor_cores is None:
             decode_use_tensor_cores = num_heads // num_kv_heads >= 4
         self._flashinfer = flashinfer
