@@ -71,8 +71,18 @@ class Tokenizer:
         return self.hf_tokenizer.get_vocab_size(with_added_tokens=True)
 
     def encode(self, text: str) -> list[int]:
-        """Plain encoding: no BOS or other post-processing (the chat template writes `[gMASK]<sop>` itself)."""
-        return self.hf_tokenizer.encode(text, add_special_tokens=False).ids
+        """Plain encoding: no BOS or other post-processing (the chat template writes `[gMASK]<sop>` itself).
+
+        Lone surrogates (JSON allows `"\\ud800"`, and json.loads keeps them) cannot be encoded as UTF-8; they
+        are replaced by U+FFFD rather than failing the request.
+        """
+        try:
+            return self.hf_tokenizer.encode(text, add_special_tokens=False).ids
+        except TypeError:
+            if not isinstance(text, str):
+                raise
+            clean = text.encode("utf-16-le", errors="surrogatepass").decode("utf-16-le", errors="replace")
+            return self.hf_tokenizer.encode(clean, add_special_tokens=False).ids
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self.hf_tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
