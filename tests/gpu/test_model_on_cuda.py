@@ -14,8 +14,8 @@ from kernels.attention.flashinfer_paged import FlashInferPagedAttention
 from kernels.attention.torch_paged import TorchPagedAttention, allocate_kv_caches
 from model_factory import make_tiny_model_dir
 
-# FlashInfer kernels exist for head_dim 64/128/256: widen the tiny config's heads, keep everything else tiny.
-OVERRIDES = dict(hidden_size=128, num_attention_heads=8, num_key_value_heads=2, head_dim=64)
+# head_dim 128 as GLM-4.5 (FlashInfer JIT-compiles one kernel set per head_dim): wide heads, all else tiny.
+OVERRIDES = dict(hidden_size=128, num_attention_heads=8, num_key_value_heads=2, head_dim=128)
 NUM_SEQS, MAX_LEN, BLOCK = 6, 96, 16
 
 
