@@ -1,0 +1,100 @@
+"""Smoke test of the load generator against the real `glm-serve` (a subprocess on 127.0.0.1, tiny random model).
+
+Proves the generator and our server agree on the wire: every request succeeds through both APIs, output tokens
+come from the server's usage and equal max_tokens under ignore_eos, and the client's --tokenizer count of a raw
+completions prompt equals the server's usage.prompt_tokens.
+"""
+
+import random
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from loadtests.bench_serve import main
+from loadtests.words import WORDS
+
+pytestmark = pytest.mark.slow
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SERVED_NAME = "glm-tiny"
+START_TIMEOUT_S = 180
+URL_LINE = re.compile(r"serving .* on (http://127\.0\.0\.1:\d+)/v1")
+
+
+def _make_model_dir(path: Path) -> Path:
+    model_factory = pytest.importorskip("model_factory")
+    from tokenizer.bpe_builder import train_glm_bpe, write_model_dir
+    from tokenizer.special_tokens import ENDOFTEXT, GLM45_STOP_TOKENS
+
+    rng = random.Random(0)
+    tokenizer = train_glm_bpe([" ".join(rng.choice(WORDS) for _ in range(30)) for _ in range(200)], vocab_size=640)
+    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
+    stop_ids = [tokenizer.token_to_id(t) for t in GLM45_STOP_TOKENS]
+    model_factory.make_tiny_model_dir(path, vocab_size=vocab, eos_token_id=stop_ids,
+                                      pad_token_id=tokenizer.token_to_id(ENDOFTEXT))
+    write_model_dir(tokenizer, path)  # after the model: its generation_config.json (stop ids) wins
+    return path
+
+
+@pytest.fixture(scope="module")
+def glm_serve(tmp_path_factory):
+    pytest.importorskip("server.cli")
+    model_dir = _make_model_dir(tmp_path_factory.mktemp("glm_tiny"))
+    cmd = [sys.executable, "-m", "server.cli", "--model", str(model_dir), "--served-model-name", SERVED_NAME,
+           "--host", "127.0.0.1", "--port", "0", "--device", "cpu", "--dtype", "float32", "--max-model-len", "256",
+           "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:  # NOTE: keeps draining the pipe so the server never blocks on a full stdout
+        for line in proc.stdout:
+            lines.append(line)
+            match = URL_LINE.search(line)
+            if match and not found:
+                found.append(match.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        if not ready.wait(START_TIMEOUT_S) or not found:
+            pytest.fail(f"glm-serve did not come up:\n{''.join(lines[-40:])}")
+        yield found[0], model_dir
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("backend", ["openai", "openai-chat"])
+def test_bench_serve_against_glm_serve(glm_serve, backend, tmp_path):
+    base_url, model_dir = glm_serve
+    start = time.monotonic()
+    result = main(["--backend", backend, "--base-url", base_url, "--tokenizer", str(model_dir),
+                   "--dataset-name", "random", "--random-input-len", "16", "--random-output-len", "4",
+                   "--num-prompts", "4", "--max-concurrency", "2", "--ignore-eos", "--request-timeout", "120",
+                   "--ready-check-timeout-sec", "60", "--disable-tqdm", "--save-result", "--save-detailed",
+                   "--result-dir", str(tmp_path), "--goodput", "e2el:600000"])
+    assert time.monotonic() - start < 300
+    assert (result["completed"], result["failed"], result["error_counts"]) == (4, 0, {})
+    assert result["model_id"] == SERVED_NAME  # discovered from /v1/models
+    assert result["output_lens"] == [4, 4, 4, 4] and result["total_output_tokens"] == 16
+    assert result["request_goodput"] == pytest.approx(result["request_throughput"])
+    assert all(0 < ttft <= latency for ttft, latency in zip(result["ttfts"], result["latencies"]))
+    assert all(len(itl) <= 3 for itl in result["itls"])  # at most one gap per token after the first
+    if backend == "openai":
+        # Raw prompt, no template: the client's tokenizer count is exactly what the server prefilled.
+        assert result["input_lens"] == [16, 16, 16, 16] and result["total_input_tokens"] == 64
+    else:
+        assert all(n > 16 for n in result["input_lens"])  # the chat template adds its tokens
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".json", ".png"]
