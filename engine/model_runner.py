@@ -1,0 +1,275 @@
+"""ModelRunner: turns a SchedulerOutput into one forward pass and one sampled token per finishing request.
+
+Per step: flatten the scheduled requests into rows (numpy, no per-token Python), build `AttentionMetadata`
+(positions, slot_mapping, block tables), plan the attention backend, run the model, compute logits only for the
+rows that sample, sample, and hand back a `PendingRunnerOutput` whose `result()` reads the tokens to the host.
+
+Device-side state kept between steps:
+- the KV cache (one tensor per KV layer; the MTP layer has its own, index num_hidden_layers, same block tables);
+- the previous step's sampled tokens, still on the device: with async scheduling a request's next input token
+  is gathered from there (no host round trip);
+- per-request sampling state (generator, penalty counts), dropped when the scheduler reports the request finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from engine.engine_config import EngineConfig
+from engine.outputs import ModelRunnerOutput, SampledLogprobs, SchedulerOutput
+from engine.sampler import Sampler, SamplerOutput, SamplingBatch, SamplingRequestState, SamplingRow
+from kernels.attention.base import AttentionBackend, AttentionMetadata
+from kernels.attention.torch_paged import TorchPagedAttention, allocate_kv_caches, kv_cache_bytes_per_block
+
+logger = logging.getLogger(__name__)
+
+CPU_KV_CACHE_BYTES = 4 << 30  # default KV budget on CPU when kv_cache_memory is not given
+
+
+@dataclass(frozen=True, slots=True)
+class StepInputs:
+    """The flattened batch of one step (T rows, B requests, S sampling rows)."""
+
+    input_ids: torch.Tensor  # [T] int64 on the device; rows in `fill_dst` still hold 0 until filled
+    positions: torch.Tensor  # [T] int64 on the device
+    metadata: AttentionMetadata
+    logits_rows: torch.Tensor  # [S] int64 on the device: the last row of each sampling request
+    sampled_req_ids: tuple[str, ...]  # [S]
+    fill_dst: torch.Tensor | None  # [F] int64 rows whose token the previous step sampled (async scheduling)
+    fill_src: torch.Tensor | None  # [F] int64 rows of the previous step's sampled-token tensor
+
+
+class PendingRunnerOutput:
+    """A launched step. `result()` waits for the device once and caches; the runner may call it early."""
+
+    def __init__(self, runner: ModelRunner, req_ids: tuple[str, ...], sampler_output: SamplerOutput | None) -> None:
+        self._runner = runner
+        self._req_ids = req_ids
+        self._sampler_output = sampler_output
+        self._result: ModelRunnerOutput | None = None
+        # NOTE: on CUDA the copy is queued now and overlaps with the next step's host work; the event marks it.
+        self._host_tokens: torch.Tensor | None = None
+        self._event: torch.cuda.Event | None = None
+        if sampler_output is not None and sampler_output.sampled_token_ids.is_cuda:
+            self._host_tokens = torch.empty(len(req_ids), dtype=torch.int64, pin_memory=True)
+            self._host_tokens.copy_(sampler_output.sampled_token_ids, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+
+    def result(self) -> ModelRunnerOutput:
+        if self._result is None:
+            self._result = self._materialise()
+        return self._result
+
+    def _materialise(self) -> ModelRunnerOutput:
+        out = self._sampler_output
+        if out is None:
+            return ModelRunnerOutput((), (), None)
+        if self._event is not None:
+            self._event.synchronize()
+        tokens = (self._host_tokens if self._host_tokens is not None else out.sampled_token_ids).tolist()
+        self._runner.record_sampled(self._req_ids, tokens)
+        logprobs = None
+        if out.logprobs is not None:
+            logprobs = self._runner.logprobs_to_host(self._req_ids, out)
+        return ModelRunnerOutput(self._req_ids, tuple(tokens), logprobs)
+
+
+class ModelRunner:
+    def __init__(self, model: torch.nn.Module, config: EngineConfig) -> None:
+        self.model = model
+        self.config = config
+        self.device = torch.device(config.device)
+        self.model_config = config.model_config
+        self.block_size = config.cache.block_size
+        self.vocab_size = config.model_config.vocab_size
+        self.num_kv_layers: int = model.num_kv_layers
+        self.sampler = Sampler(seed=config.seed)
+        self.kv_caches: list[torch.Tensor] = []
+        self.attn: AttentionBackend | None = None
+        self._states: dict[str, SamplingRequestState] = {}  # request id -> sampling state (output list inside)
+        self._prev_tokens: torch.Tensor | None = None  # [S] int64 device: the previous step's sampled tokens
+        self._prev_rows: dict[str, int] = {}  # request id -> row of _prev_tokens
+        self._prev_pending: PendingRunnerOutput | None = None
+
+    # ---- KV cache -------------------------------------------------------------------------------------------
+
+    def determine_num_blocks(self) -> int:
+        """Blocks that fit the memory budget; raises ValueError naming the knob when one sequence cannot fit."""
+        cache, sched, mc = self.config.cache, self.config.scheduler, self.model_config
+        per_block = kv_cache_bytes_per_block(self.num_kv_layers, self.block_size, mc.num_key_value_heads,
+                                             mc.head_dim, self.config.dtype)
+        needed_for_one = -(-sched.max_model_len // self.block_size)
+        if cache.num_blocks_override is not None:
+            num_blocks, knob = cache.num_blocks_override, "num_blocks_override"
+        elif cache.kv_cache_memory is not None:
+            num_blocks, knob = cache.kv_cache_memory // per_block, "kv_cache_memory"
+        elif self.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self.device)
+            budget = int(free * cache.gpu_memory_utilization) - self._activation_reserve_bytes()
+            num_blocks, knob = max(budget, 0) // per_block, "gpu_memory_utilization"
+        else:
+            full = needed_for_one * sched.max_num_seqs
+            num_blocks, knob = min(CPU_KV_CACHE_BYTES // per_block, full), "kv_cache_memory"
+        if num_blocks < needed_for_one:
+            raise ValueError(
+                f"{knob}: the KV cache would hold {num_blocks} blocks ({num_blocks * self.block_size} tokens), "
+                f"fewer than one max_model_len={sched.max_model_len} sequence; give it more memory or lower "
+                f"max_model_len"
+            )
+        return int(num_blocks)
+
+    def _activation_reserve_bytes(self) -> int:
+        """Rough peak of one step's activations: hidden-sized buffers per batched token, fp32 logits per sequence."""
+        mc, sched = self.model_config, self.config.scheduler
+        element = torch.empty((), dtype=self.config.dtype).element_size()
+        hidden = sched.max_num_batched_tokens * (mc.hidden_size * 16 + mc.num_attention_heads * mc.head_dim * 4)
+        return hidden * element + sched.max_num_seqs * mc.vocab_size * 4 * 6 + (512 << 20)
+
+    def initialize_kv_cache(self, num_blocks: int | None = None) -> int:
+        """Allocate the per-layer KV tensors and the attention backend over them; returns the number of blocks."""
+        mc = self.model_config
+        num_blocks = self.determine_num_blocks() if num_blocks is None else num_blocks
+        self.kv_caches = allocate_kv_caches(self.num_kv_layers, num_blocks, self.block_size, mc.num_key_value_heads,
+                                            mc.head_dim, self.config.dtype, self.device)
+        self.attn = TorchPagedAttention(mc.num_attention_heads, mc.num_key_value_heads, mc.head_dim,
+                                        mc.head_dim**-0.5, self.kv_caches)
+        logger.info("KV cache: %d blocks of %d tokens, %d layers", num_blocks, self.block_size, self.num_kv_layers)
+        return num_blocks
+
+    # ---- one step -------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def execute_model(self, scheduler_output: SchedulerOutput) -> PendingRunnerOutput:
+        for request_id in scheduler_output.finished_req_ids:
+            self._states.pop(request_id, None)
+        if scheduler_output.is_empty:
+            return PendingRunnerOutput(self, (), None)
+        assert self.attn is not None, "initialize_kv_cache() must run first"
+        inputs = self.prepare_inputs(scheduler_output)
+        input_ids = inputs.input_ids
+        if inputs.fill_dst is not None:
+            assert self._prev_tokens is not None
+            input_ids[inputs.fill_dst] = self._prev_tokens[inputs.fill_src]
+        self.attn.plan(inputs.metadata)
+        hidden = self.model(input_ids, inputs.positions, self.attn)  # [T, H]
+        sampler_output = None
+        if inputs.sampled_req_ids:
+            logits = self.model.compute_logits(hidden[inputs.logits_rows])  # [S, V] fp32
+            rows = self._sampling_rows(scheduler_output, inputs.sampled_req_ids)
+            batch = SamplingBatch.build(rows, self.vocab_size, self.device)
+            sampler_output = self.sampler(logits, batch)
+            self._prev_tokens = sampler_output.sampled_token_ids
+            self._prev_rows = {request_id: i for i, request_id in enumerate(inputs.sampled_req_ids)}
+        pending = PendingRunnerOutput(self, inputs.sampled_req_ids, sampler_output)
+        self._prev_pending = pending
+        return pending
+
+    def prepare_inputs(self, scheduler_output: SchedulerOutput) -> StepInputs:
+        scheduled = scheduler_output.scheduled
+        num_reqs = len(scheduled)
+        bs = self.block_size
+        query_lens = np.fromiter((s.num_scheduled_tokens for s in scheduled), np.int64, num_reqs)
+        computed = np.fromiter((s.num_computed_tokens for s in scheduled), np.int64, num_reqs)
+        cu = np.zeros(num_reqs + 1, np.int64)
+        np.cumsum(query_lens, out=cu[1:])
+        num_tokens = int(cu[-1])
+        req_of_row = np.repeat(np.arange(num_reqs), query_lens)
+        positions = np.arange(num_tokens) + np.repeat(computed - cu[:-1], query_lens)
+        seq_lens = computed + query_lens
+        block_table = np.zeros((num_reqs, max(len(s.block_ids) for s in scheduled)), np.int32)
+        for i, s in enumerate(scheduled):
+            block_table[i, : len(s.block_ids)] = s.block_ids
+        slots = block_table[req_of_row, positions // bs].astype(np.int64) * bs + positions % bs
+        input_ids, fill_dst, fill_src = self._gather_input_ids(scheduled, cu, num_tokens)
+        sampled = [i for i, s in enumerate(scheduled) if s.is_sampled]
+        dev = self.device
+
+        def to_dev(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+            return torch.from_numpy(array).to(device=dev, dtype=dtype, non_blocking=True)
+
+        metadata = AttentionMetadata(
+            query_start_loc=to_dev(cu, torch.int32),
+            seq_lens=to_dev(seq_lens, torch.int32),
+            query_lens_cpu=tuple(query_lens.tolist()),
+            seq_lens_cpu=tuple(seq_lens.tolist()),
+            slot_mapping=to_dev(slots, torch.int64),
+            block_tables=to_dev(block_table, torch.int32),
+        )
+        return StepInputs(
+            input_ids=to_dev(input_ids, torch.int64),
+            positions=to_dev(positions, torch.int64),
+            metadata=metadata,
+            logits_rows=to_dev(cu[1:][sampled] - 1, torch.int64),
+            sampled_req_ids=tuple(scheduled[i].request_id for i in sampled),
+            fill_dst=None if fill_dst is None else to_dev(fill_dst, torch.int64),
+            fill_src=None if fill_src is None else to_dev(fill_src, torch.int64),
+        )
+
+    def _gather_input_ids(self, scheduled, cu: np.ndarray, num_tokens: int):
+        """Host-known tokens in place; the last row of a request whose token is still on the device left at 0."""
+        input_ids = np.zeros(num_tokens, np.int64)
+        missing = [i for i, s in enumerate(scheduled) if len(s.token_ids) < s.num_scheduled_tokens]
+        if not missing:
+            input_ids[:] = np.fromiter((t for s in scheduled for t in s.token_ids), np.int64, num_tokens)
+            return input_ids, None, None
+        fill_dst = cu[1:][missing] - 1
+        known = np.ones(num_tokens, bool)
+        known[fill_dst] = False
+        input_ids[known] = np.fromiter((t for s in scheduled for t in s.token_ids), np.int64, num_tokens - len(missing))
+        try:
+            fill_src = np.array([self._prev_rows[scheduled[i].request_id] for i in missing], np.int64)
+        except KeyError as exc:
+            raise RuntimeError(f"request {exc.args[0]!r} has an in-flight token the previous step did not sample") from None
+        return input_ids, fill_dst, fill_src
+
+    def _sampling_rows(self, scheduler_output: SchedulerOutput, req_ids: tuple[str, ...]) -> list[SamplingRow]:
+        by_id = {s.request_id: s for s in scheduler_output.scheduled if s.is_sampled}
+        states = []
+        for request_id in req_ids:
+            state = self._states.get(request_id)
+            if state is None:
+                s = by_id[request_id]
+                state = SamplingRequestState(s.sampling_params, s.prompt_token_ids, [], s.stop_token_ids)
+                self._states[request_id] = state
+            states.append(state)
+        pending = self._prev_pending
+        if pending is not None and any(_needs_exact_history(s) for s in states):
+            pending.result()  # NOTE: a host sync, only for penalties/min_tokens under async scheduling
+        return [SamplingRow(state) for state in states]
+
+    # ---- called by PendingRunnerOutput ----------------------------------------------------------------------
+
+    def record_sampled(self, req_ids: tuple[str, ...], tokens: list[int]) -> None:
+        """Append each sampled token to its request's output history (penalties and min_tokens read it)."""
+        for request_id, token in zip(req_ids, tokens):
+            state = self._states.get(request_id)
+            if state is not None:
+                state.output_token_ids.append(token)  # type: ignore[attr-defined]
+
+    def logprobs_to_host(self, req_ids: tuple[str, ...], out: SamplerOutput) -> tuple[SampledLogprobs | None, ...]:
+        lp = out.logprobs
+        assert lp is not None
+        sampled = lp.sampled_logprobs.tolist()
+        ranks = lp.sampled_ranks.tolist()
+        top_ids = lp.top_token_ids.tolist()
+        top_lps = lp.top_logprobs.tolist()
+        rows: list[SampledLogprobs | None] = []
+        for i, request_id in enumerate(req_ids):
+            state = self._states.get(request_id)
+            k = state.params.logprobs if state is not None else None
+            if k is None:
+                rows.append(None)
+                continue
+            rows.append(SampledLogprobs(sampled[i], ranks[i], tuple(top_ids[i][:k]), tuple(top_lps[i][:k])))
+        return tuple(rows)
+
+
+def _needs_exact_history(state: SamplingRequestState) -> bool:
+    """True when this step's sampling depends on the request's latest output token (which may be in flight)."""
+    params = state.params
+    return params.has_penalties or len(state.output_token_ids) < params.min_tokens
