@@ -1,0 +1,1 @@
+"""Corpus, training and evaluation of glm-serve's embedded GLM-4.5-architecture model (engine/embedded/)."""
