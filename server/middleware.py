@@ -21,6 +21,7 @@ from server.metrics import ServerMetrics
 logger = logging.getLogger(__name__)
 REQUEST_ID_HEADER = b"x-request-id"
 MAX_REQUEST_ID_LEN = 128
+_UNLOGGED_PATHS = frozenset({"/health", "/ping", "/metrics"})  # probes and scrapes: no per-request line
 _SAFE_ID = re.compile(r"[A-Za-z0-9._:\-]{1,%d}" % MAX_REQUEST_ID_LEN)
 
 
@@ -76,7 +77,7 @@ class RequestContextMiddleware:
             route = scope.get("route")
             handler = getattr(route, "path", None) or "none"
             self.metrics.record_http(handler, scope["method"], record.status or 500, time.perf_counter() - started)
-            if handler.startswith("/v1/") or record.status >= 400:
+            if scope["path"] not in _UNLOGGED_PATHS:
                 log_request(record)
 
 
