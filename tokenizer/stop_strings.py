@@ -12,7 +12,9 @@ class StopStringMatcher:
 
     The longest tail that could still grow into a stop string is held back, so a stop string split across
     pieces is found, and held text is released as soon as it can no longer start one (or at `flush`).
-    When several stop strings match, the one starting first wins (the longest among those starting there).
+    The first stop string to complete ends the text; when several complete in the same step, the one starting
+    first wins (the longest among those starting there). Without `include_stop_str_in_output` the released text
+    is therefore the same however the text is split.
     """
 
     def __init__(self, stop_strings: Sequence[str], include_stop_str_in_output: bool = False) -> None:
