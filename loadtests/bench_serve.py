@@ -220,4 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (ValueError, RuntimeError) as error:  # bad flags or an unusable server: one line, no traceback
+        print(f"bench_serve: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -37,13 +37,25 @@ class BenchmarkRun:
 
 
 async def discover_model(config: ServeBenchConfig) -> str:
-    """The first served model id of GET /v1/models."""
+    """The first served model id of GET /v1/models, retrying while the server refuses connections (starting up)."""
+    url = f"{config.server_root}/v1/models"
+    deadline = time.monotonic() + config.ready_check_timeout_s
     async with httpx.AsyncClient(timeout=30.0) as client:
-        response = await client.get(f"{config.server_root}/v1/models", headers=config.headers)
-        response.raise_for_status()
-        data = response.json().get("data") or []
+        while True:
+            try:
+                response = await client.get(url, headers=config.headers)
+                break
+            except httpx.ConnectError as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{url}: cannot connect ({e}); is the server running?") from None
+                await asyncio.sleep(READY_RETRY_INTERVAL_S)
+            except httpx.HTTPError as e:
+                raise RuntimeError(f"{url}: {type(e).__name__}: {e}") from None
+    if response.status_code != 200:
+        raise RuntimeError(f"{url} answered HTTP {response.status_code}: {response.text[:300]}; pass --model")
+    data = response.json().get("data") or []
     if not data:
-        raise RuntimeError(f"{config.server_root}/v1/models lists no model; pass --model")
+        raise RuntimeError(f"{url} lists no model; pass --model")
     return str(data[0]["id"])
 
 

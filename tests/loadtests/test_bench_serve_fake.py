@@ -189,3 +189,9 @@ def test_chat_dataset_sends_history_tools_and_thinking_switch(tmp_path):
         assert body["messages"] == record["messages"][:2] and body["tools"] == tools
         assert body["chat_template_kwargs"] == {"enable_thinking": False}  # the record's switch wins
         assert body["top_k"] == 1 and body["max_completion_tokens"] == 3
+
+
+def test_model_discovery_on_a_dead_port_fails_with_the_url():
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(RuntimeError, match=f"{closed}/v1/models: cannot connect"):
+        main(["--base-url", closed, "--num-prompts", "1", "--ready-check-timeout-sec", "0", "--disable-tqdm"])
