@@ -144,6 +144,7 @@ class FlashInferPagedAttention(AttentionBackend):
         )
         self._graph_indices: torch.Tensor | None = None  # page-index buffer shared by every CUDA-graph state
         self._active: Any = None  # the wrapper planned for this step
+        self._plan_copied: dict[int, torch.cuda.Event] = {}  # id(wrapper) -> its last plan's upload
         self._k_write_rows: torch.Tensor | None = None
         self._graph: GraphDecodeState | None = None
 
@@ -160,8 +161,8 @@ class FlashInferPagedAttention(AttentionBackend):
             self._plan_decode(self._decode, layout)
             self._active = self._decode
         else:
-            self._prefill.plan(
-                layout.qo_indptr, layout.indptr, layout.indices, layout.last_page_len,
+            self._guarded_plan(
+                self._prefill, layout.qo_indptr, layout.indptr, layout.indices, layout.last_page_len,
                 self.num_heads, self.num_kv_heads, self.head_dim, self.block_size,
                 causal=True, pos_encoding_mode="NONE", sm_scale=self.scale,
                 q_data_type=self.dtype, kv_data_type=self.dtype,
@@ -169,11 +170,27 @@ class FlashInferPagedAttention(AttentionBackend):
             self._active = self._prefill
 
     def _plan_decode(self, wrapper: Any, layout: PagedKVLayout) -> None:
-        wrapper.plan(
-            layout.indptr, layout.indices, layout.last_page_len,
+        self._guarded_plan(
+            wrapper, layout.indptr, layout.indices, layout.last_page_len,
             self.num_heads, self.num_kv_heads, self.head_dim, self.block_size,
             pos_encoding_mode="NONE", sm_scale=self.scale, q_data_type=self.dtype, kv_data_type=self.dtype,
         )
+
+    def _guarded_plan(self, wrapper: Any, *args: Any, **kwargs: Any) -> None:
+        """wrapper.plan(...), never while its previous plan's upload is still queued.
+
+        NOTE: FlashInfer's plan() fills a pinned host buffer of the wrapper and queues an async copy from it. With
+        overlap scheduling the host can plan step N+1 before the GPU ran step N's copy, overwriting its source;
+        waiting for the previous upload of the same wrapper (done once step N-1's kernels finish) prevents it.
+        """
+        previous = self._plan_copied.get(id(wrapper))
+        if previous is not None:
+            previous.synchronize()
+        wrapper.plan(*args, **kwargs)
+        if self.device.type == "cuda":
+            event = torch.cuda.Event()
+            event.record()
+            self._plan_copied[id(wrapper)] = event
 
     def forward(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         cache = self.kv_caches[layer_idx]
