@@ -98,7 +98,7 @@ def test_runner_matches_eager_flashinfer_and_torch(toy) -> None:
                 torch.testing.assert_close(hidden, toy(ids, positions, attn), **BF16, msg=f"step {step} vs {name}")
         for name in eager:
             for mine, theirs in zip(caches["graph"], caches[name]):
-                torch.testing.assert_close(mine, theirs, **BF16)
+                torch.testing.assert_close(mine[1:], theirs[1:], **BF16)  # block 0 holds the capture's dummy K/V
     prefill = seqs.step([0], [2])
     assert not runner.can_run(prefill)
     with pytest.raises(ValueError, match="can_run"):
