@@ -56,8 +56,9 @@ class EngineCore:
         self.step_fn: Callable[[], list[EngineCoreOutput]] = self.step_overlapped if async_scheduling else self.step
 
     @classmethod
-    def from_config(cls, config: EngineConfig) -> EngineCore:
-        """Load the model, size and allocate the KV cache, build the scheduler."""
+    def from_config(cls, config: EngineConfig, extra_eos_token_ids: Sequence[int] = ()) -> EngineCore:
+        """Load the model, size and allocate the KV cache, build the scheduler. EOS ids: config.json's,
+        generation_config.json's and `extra_eos_token_ids` (the tokenizer's stop ids)."""
         from engine.loader import load_model
         from engine.model_runner import ModelRunner
 
@@ -66,7 +67,7 @@ class EngineCore:
         num_blocks = runner.initialize_kv_cache()
         kv = KVCacheManager(num_blocks, config.cache.block_size, config.cache.enable_prefix_caching)
         scheduler = Scheduler(config.scheduler, kv)
-        eos = tuple(config.model_config.eos_token_id) + generation_config_eos(config.model)
+        eos = tuple(config.model_config.eos_token_id) + generation_config_eos(config.model) + tuple(extra_eos_token_ids)
         return cls(scheduler, runner, config.model_config.vocab_size, tuple(dict.fromkeys(eos)),
                    config.scheduler.async_scheduling)
 

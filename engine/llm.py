@@ -45,13 +45,7 @@ def load_tokenizer(path: Path):
         return None
     from tokenizer.tokenizer import Tokenizer  # NOTE: lazy, the engine core never needs it
 
-    return Tokenizer.from_pretrained(path)
-
-
-def make_detokenizer(tokenizer, prompt_token_ids: list[int], params: SamplingParams):
-    from tokenizer.detokenizer import IncrementalDetokenizer
-
-    return IncrementalDetokenizer(tokenizer, prompt_token_ids, skip_special_tokens=params.skip_special_tokens)
+    return Tokenizer.from_model_dir(path)
 
 
 class LLM:
@@ -98,8 +92,10 @@ class LLM:
             ),
             seed=seed,
         )
-        self.engine = EngineCore.from_config(self.config)
         self.tokenizer = None if skip_tokenizer_init else load_tokenizer(Path(tokenizer) if tokenizer else model_dir)
+        # The tokenizer's stop ids complete generation_config's EOS list (GLM's <|user|>, <|observation|>).
+        extra_eos = self.tokenizer.stop_token_ids if self.tokenizer is not None else ()
+        self.engine = EngineCore.from_config(self.config, extra_eos_token_ids=extra_eos)
         self._next_request = 0
 
     def get_tokenizer(self):
@@ -167,7 +163,7 @@ class LLM:
                                           [] if params.logprobs is not None else None)
             result.outputs.append(completion)
             self.engine.add_request(child_id, token_ids, child)
-            children[child_id] = (index, TextAssembler(self.tokenizer, token_ids, child, completion))
+            children[child_id] = (index, TextAssembler(self.tokenizer, child, completion))
 
     def _run(self, results: list[RequestOutput], children: dict[str, tuple[int, TextAssembler]],
              use_tqdm: bool) -> None:
@@ -208,16 +204,21 @@ def _progress_bar(total: int, use_tqdm: bool):
 
 
 class TextAssembler:
-    """One completion's growing output: token ids, logprobs, incremental text and the stop-string check."""
+    """One completion's growing output: token ids, logprobs, and the incremental text with stop strings."""
 
-    def __init__(self, tokenizer, prompt_token_ids: list[int], params: SamplingParams,
-                 completion: CompletionOutput) -> None:
-        self.params = params
+    def __init__(self, tokenizer, params: SamplingParams, completion: CompletionOutput) -> None:
         self.completion = completion
-        self._detokenizer = None if tokenizer is None else make_detokenizer(tokenizer, prompt_token_ids, params)
+        self._detokenizer = None
+        if tokenizer is not None:
+            self._detokenizer = tokenizer.detokenizer(
+                skip_special_tokens=params.skip_special_tokens,
+                stop_strings=params.stop,
+                include_stop_str_in_output=params.include_stop_str_in_output,
+                hide_stop_tokens=not params.ignore_eos,
+            )
 
     def add(self, out: EngineCoreOutput) -> str | None:
-        """Append one step's tokens; returns the stop string that matched, if any (the text is cut before it)."""
+        """Append one step's tokens; returns the stop string that ended the text, if one did."""
         c = self.completion
         c.token_ids.extend(out.new_token_ids)
         if out.new_logprobs is not None and c.logprobs is not None:
@@ -226,25 +227,15 @@ class TextAssembler:
                 c.cumulative_logprob = (c.cumulative_logprob or 0.0) + lp.logprob
         matched = None
         if self._detokenizer is not None:
-            start = len(c.text)
-            c.text += self._detokenizer.push(out.new_token_ids)
-            matched = self._check_stop(start)
+            step = self._detokenizer.push(out.new_token_ids)
+            c.text += step.text
+            matched = step.stop_string
+            if matched is None and out.finished:
+                tail = self._detokenizer.finish()
+                c.text += tail.text
+                matched = tail.stop_string
         if matched is not None:
             c.finish_reason, c.stop_reason = "stop", matched
         elif out.finished:
             c.finish_reason, c.stop_reason = out.finish_reason, out.stop_reason
         return matched
-
-    def _check_stop(self, new_text_start: int) -> str | None:
-        """vLLM's rule: the earliest stop string in the text; only the new text (plus overlap) is searched."""
-        c = self.completion
-        best: tuple[int, str] | None = None
-        for stop in self.params.stop:
-            at = c.text.find(stop, max(0, new_text_start - len(stop) + 1))
-            if at >= 0 and (best is None or at < best[0]):
-                best = (at, stop)
-        if best is None:
-            return None
-        at, stop = best
-        c.text = c.text[: at + len(stop)] if self.params.include_stop_str_in_output else c.text[:at]
-        return stop
