@@ -44,6 +44,12 @@ def validate_completion_request(request: CompletionRequest) -> None:
         raise bad_request("prompt must not contain empty prompts", "prompt")
 
 
+def num_prompts(prompt: str | list[str] | list[int] | list[list[int]]) -> int:
+    if isinstance(prompt, str) or all(isinstance(item, int) for item in prompt):
+        return 1
+    return len(prompt)
+
+
 def tokenize_prompts(prompt: str | list[str] | list[int] | list[list[int]], tokenizer: Tokenizer) -> list[list[int]]:
     if isinstance(prompt, str):
         return [tokenizer.encode(prompt)]
@@ -63,7 +69,7 @@ class CompletionServing:
         ctx.check_model(request.model)
         record.model, record.stream = request.model, request.stream
         validate_completion_request(request)
-        ctx.check_admission(request.n)
+        ctx.check_admission(request.n * num_prompts(request.prompt))
         prompts = await asyncio.to_thread(tokenize_prompts, request.prompt, ctx.tokenizer)
         vocab = ctx.tokenizer.vocab_size
         for prompt in prompts:
