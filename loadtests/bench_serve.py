@@ -37,7 +37,8 @@ SWEEP_PERCENTILES = (50.0, 90.0, 99.0)
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench_serve", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=BACKENDS, default="openai-chat")
+    p.add_argument("--backend", choices=BACKENDS, default="openai",
+                   help="openai: /v1/completions bodies (vLLM's default); openai-chat: chat bodies")
     p.add_argument("--base-url", default=None, help="e.g. http://127.0.0.1:8000 (overrides --host/--port)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)

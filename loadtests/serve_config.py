@@ -14,11 +14,11 @@ from loadtests.request_func import BACKENDS
 @dataclass(frozen=True)
 class ServeBenchConfig:
     # openai (POST /v1/completions body) or openai-chat (POST /v1/chat/completions body).
-    backend: str = "openai-chat"
+    backend: str = "openai"
     # Scheme, host and port, without the route: http://127.0.0.1:8000 (a trailing /v1 is tolerated).
     base_url: str = "http://127.0.0.1:8000"
     # Generation route appended to base_url.
-    endpoint: str = "/v1/chat/completions"
+    endpoint: str = "/v1/completions"
     # Served model name sent in every body; None = the first id of GET /v1/models.
     model: str | None = None
     # Requests per second of the arrival process (inf = all at once) and the gamma shape of the gaps.

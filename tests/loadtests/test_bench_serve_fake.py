@@ -15,7 +15,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def bench(server, *args):
-    return main(["--base-url", server.base_url, "--disable-tqdm", "--random-input-len", "12", *args])
+    backend = [] if "--backend" in args else ["--backend", "openai-chat"]
+    return main(["--base-url", server.base_url, "--disable-tqdm", "--random-input-len", "12", *backend, *args])
 
 
 def test_chat_streaming_metrics_counts_and_result_file(tmp_path):
