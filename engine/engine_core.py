@@ -114,7 +114,7 @@ class EngineCore:
         if not self.scheduler.has_unfinished_requests():
             return []
         scheduler_output = self.scheduler.schedule()
-        if scheduler_output.is_empty:
+        if scheduler_output.is_empty and not scheduler_output.preempted_req_ids:
             raise RuntimeError("the scheduler made no progress with unfinished requests (KV cache too small?)")
         runner_output = self.model_runner.execute_model(scheduler_output).result()
         return self.scheduler.update_from_output(scheduler_output, runner_output)

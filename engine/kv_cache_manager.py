@@ -27,7 +27,7 @@ class KVCacheManager:
         self._blocks: dict[str, list[KVBlock]] = {}  # request id -> its blocks, position order
         self._block_ids: dict[str, list[int]] = {}  # request id -> the same blocks' ids (the block table)
         self._num_registered: dict[str, int] = {}  # request id -> leading blocks already offered to the cache
-        self.num_queried_tokens = 0  # prefix-cache statistics (prompt tokens looked up / found)
+        self.num_queried_tokens = 0  # prefix-cache statistics over admissions (tokens looked up / found)
         self.num_hit_tokens = 0
 
     @property
@@ -60,8 +60,6 @@ class KVCacheManager:
                 break
             hits.append(block)
             parent = hashes[i]
-        self.num_queried_tokens += request.num_tokens
-        self.num_hit_tokens += len(hits) * bs
         return hits, len(hits) * bs
 
     def allocate_slots(self, request: Request, num_new_tokens: int, computed_blocks: list[KVBlock] | None = None) -> bool:
@@ -79,6 +77,9 @@ class KVCacheManager:
             self._block_ids[request.request_id] = []
             self._num_registered[request.request_id] = 0
         ids = self._block_ids[request.request_id]
+        if request.num_computed_tokens == 0 and num_held == len(computed_blocks):  # admission
+            self.num_queried_tokens += request.num_tokens
+            self.num_hit_tokens += len(computed_blocks) * self.block_size
         if computed_blocks:
             self.pool.touch(computed_blocks)
             blocks.extend(computed_blocks)

@@ -188,9 +188,12 @@ class ModelRunner:
         input_ids, fill_dst, fill_src = self._gather_input_ids(scheduled, cu, num_tokens)
         sampled = [i for i, s in enumerate(scheduled) if s.is_sampled]
         dev = self.device
+        pin = dev.type == "cuda"
 
         def to_dev(array: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-            return torch.from_numpy(array).to(device=dev, dtype=dtype, non_blocking=True)
+            # NOTE: a copy from pageable memory waits for the device's queue; pinned memory keeps the overlap.
+            host = torch.from_numpy(array).to(dtype)
+            return host.pin_memory().to(dev, non_blocking=True) if pin else host
 
         metadata = AttentionMetadata(
             query_start_loc=to_dev(cu, torch.int32),
