@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import httpx
 from tqdm import tqdm
@@ -22,6 +23,8 @@ from loadtests.serve_config import ServeBenchConfig
 from loadtests.spec_decode_stats import fetch_spec_decode_counters, spec_decode_delta
 
 READY_RETRY_INTERVAL_S = 1.0
+# A --max-concurrency slot: an asyncio.Semaphore, or a no-op context when concurrency is unbounded.
+Slot = contextlib.AbstractAsyncContextManager[Any]
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ async def run_benchmark(
     inputs = _make_inputs(config, model, samples)
     limits = httpx.Limits(max_connections=max_concurrency, max_keepalive_connections=max_concurrency)
     timeout = httpx.Timeout(config.request_timeout_s, pool=None)  # NOTE: no pool timeout: queued sends wait
-    semaphore = asyncio.Semaphore(max_concurrency) if max_concurrency else contextlib.nullcontext()
+    semaphore: Slot = asyncio.Semaphore(max_concurrency) if max_concurrency else contextlib.nullcontext()
     async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
         if config.ready_check_timeout_s > 0:
             await _wait_until_ready(client, inputs[0], config)
@@ -109,7 +112,7 @@ async def run_benchmark(
 
 
 async def _timed_run(
-    client: httpx.AsyncClient, inputs: Sequence[RequestFuncInput], semaphore, config: ServeBenchConfig
+    client: httpx.AsyncClient, inputs: Sequence[RequestFuncInput], semaphore: Slot, config: ServeBenchConfig
 ) -> tuple[list[RequestFuncOutput], float]:
     offsets = arrival_offsets(len(inputs), config.request_rate, config.burstiness, config.seed)
     with tqdm(total=len(inputs), disable=config.disable_tqdm, desc="requests") as pbar:
@@ -125,7 +128,10 @@ async def _timed_run(
     return list(outputs), duration_s
 
 
-async def _limited(client, request: RequestFuncInput, semaphore, pbar: tqdm | None, config) -> RequestFuncOutput:
+async def _limited(
+    client: httpx.AsyncClient, request: RequestFuncInput, semaphore: Slot, pbar: tqdm | None,
+    config: ServeBenchConfig,
+) -> RequestFuncOutput:
     arrival = time.perf_counter()
     async with semaphore:
         output = await send_request(client, request, config.request_timeout_s)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from loadtests.metrics import GOODPUT_METRICS, LATENCY_METRICS
