@@ -18,9 +18,6 @@ METRIC_TITLES = {
     "itl": ("ITL", "Inter-token Latency"),
     "e2el": ("E2EL", "End-to-end Latency"),
 }
-# Per-request arrays, kept in the file only with --save-detailed (as vLLM).
-DETAILED_KEYS = ("input_lens", "output_lens", "ttfts", "itls", "latencies", "start_times", "queue_times",
-                 "generated_texts", "errors", "error_kinds")
 
 
 def format_report(run: BenchmarkRun, metrics: BenchmarkMetrics, request_rate: float,
@@ -91,6 +88,7 @@ def build_result(run: BenchmarkRun, metrics: BenchmarkMetrics, percentile_metric
 
 
 def _detailed(run: BenchmarkRun) -> dict[str, list]:
+    """Per-request arrays, in sample order; kept in the file only with --save-detailed (as vLLM)."""
     outs = run.outputs
     return {
         "input_lens": [o.prompt_tokens if o.prompt_tokens is not None else o.prompt_len for o in outs],
