@@ -62,6 +62,17 @@ def peak_concurrency(outputs: Sequence[RequestFuncOutput]) -> int:
     return peak
 
 
+def latency_samples(outputs: Sequence[RequestFuncOutput]) -> dict[str, list[float]]:
+    """Seconds per LATENCY_METRICS name over successful requests (ITL pooled over every chunk gap)."""
+    ok = [o for o in outputs if o.success]
+    return {
+        "ttft": [o.ttft for o in ok],
+        "tpot": [t for t in map(request_tpot, ok) if t is not None],
+        "itl": [gap for o in ok for gap in o.itl],
+        "e2el": [o.latency for o in ok],
+    }
+
+
 def is_good(output: RequestFuncOutput, slos_ms: Mapping[str, float]) -> bool:
     values_s = {"ttft": output.ttft, "tpot": request_tpot(output) or 0.0, "e2el": output.latency}
     return all(values_s[name] * 1000.0 <= slo for name, slo in slos_ms.items())
@@ -102,7 +113,7 @@ def calculate_metrics(
     ok = [o for o in outputs if o.success]
     total_input = sum(input_tokens(o) for o in ok)
     total_output = sum(o.output_tokens or 0 for o in ok)
-    tpots = [t for t in map(request_tpot, ok) if t is not None]
+    samples = latency_samples(ok)
     good = sum(is_good(o, goodput_slos_ms) for o in ok) if goodput_slos_ms else None
     return BenchmarkMetrics(
         completed=len(ok),
@@ -115,8 +126,8 @@ def calculate_metrics(
         output_throughput=total_output / duration_s,
         total_token_throughput=(total_input + total_output) / duration_s,
         max_concurrent_requests=peak_concurrency(ok),
-        ttft=MetricSummary.of_seconds([o.ttft for o in ok], percentiles),
-        tpot=MetricSummary.of_seconds(tpots, percentiles),
-        itl=MetricSummary.of_seconds([gap for o in ok for gap in o.itl], percentiles),
-        e2el=MetricSummary.of_seconds([o.latency for o in ok], percentiles),
+        ttft=MetricSummary.of_seconds(samples["ttft"], percentiles),
+        tpot=MetricSummary.of_seconds(samples["tpot"], percentiles),
+        itl=MetricSummary.of_seconds(samples["itl"], percentiles),
+        e2el=MetricSummary.of_seconds(samples["e2el"], percentiles),
     )

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from loadtests.metrics import request_tpot
+from loadtests.metrics import latency_samples
 from loadtests.request_func import RequestFuncOutput
 
 CDF_METRICS = (("ttft", "TTFT"), ("tpot", "TPOT"), ("itl", "ITL"), ("e2el", "E2E latency"))
@@ -26,25 +26,14 @@ def _pyplot():
     return plt
 
 
-def latency_samples_ms(outputs: Sequence[RequestFuncOutput]) -> dict[str, list[float]]:
-    """Per-metric samples in ms over successful requests (ITL pooled over all chunk gaps)."""
-    ok = [o for o in outputs if o.success]
-    return {
-        "ttft": [o.ttft * 1000 for o in ok],
-        "tpot": [t * 1000 for t in map(request_tpot, ok) if t is not None],
-        "itl": [gap * 1000 for o in ok for gap in o.itl],
-        "e2el": [o.latency * 1000 for o in ok],
-    }
-
-
 def plot_latency_cdfs(runs: Mapping[str, Sequence[RequestFuncOutput]], path: Path, title: str) -> Path:
     """One panel per metric, one empirical CDF line per run label (e.g. per concurrency of a sweep)."""
     plt = _pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 8))
     for label, outputs in runs.items():
-        samples = latency_samples_ms(outputs)
+        samples = latency_samples(outputs)
         for ax, (name, _) in zip(axes.flat, CDF_METRICS):
-            values = sorted(samples[name])
+            values = sorted(v * 1000.0 for v in samples[name])
             if values:
                 ax.step(values, [(i + 1) / len(values) for i in range(len(values))], where="post", label=label)
     for ax, (_, name) in zip(axes.flat, CDF_METRICS):

@@ -23,11 +23,16 @@ def length_range(mean: int, range_ratio: float) -> tuple[int, int]:
     return int(mean * (1 - range_ratio)), int(mean * (1 + range_ratio))
 
 
+def _one_token_words(counter: TokenCounter) -> list[str]:
+    """Words costing one token in a sentence: the filler that makes an exact total reachable."""
+    return [w for w in WORDS if counter.word_cost(w) == 1]
+
+
 def random_words(rng: random.Random, num_tokens: int, counter: TokenCounter | None) -> list[str]:
     """Random words whose in-sentence token costs add up to `num_tokens` (one word per token without counter)."""
     if counter is None:
         return [rng.choice(WORDS) for _ in range(num_tokens)]
-    cheap = [w for w in WORDS if counter.word_cost(w) == 1]
+    cheap = _one_token_words(counter)
     words, used = [], 0
     while used < num_tokens:
         word = rng.choice(WORDS)
@@ -51,7 +56,7 @@ def random_prompt(rng: random.Random, prefix: list[str], num_tokens: int, counte
     if counter is None:
         return " ".join(prefix + body)
     target = (counter.count(" ".join(prefix)) if prefix else 0) + num_tokens
-    cheap = [w for w in WORDS if counter.word_cost(w) == 1] or list(WORDS)
+    cheap = _one_token_words(counter) or list(WORDS)
     for _ in range(MAX_FIXUPS):
         actual = counter.count(" ".join(prefix + body))
         if actual == target:
