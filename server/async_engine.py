@@ -202,7 +202,7 @@ class AsyncEngine:
         if self.error is not None and self._died:
             callback(self.error)
 
-    def shutdown(self, timeout: float = 5.0) -> None:
+    def shutdown(self, timeout: float = 2.0) -> None:
         self._inbox.put(_Shutdown())
         if self._thread is not None:
             self._thread.join(timeout)

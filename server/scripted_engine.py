@@ -11,6 +11,7 @@ Script keys (all optional):
   entry whose `when` occurs in the prompt (or has no `when`) is replayed, then its stop token (default
   `<|endoftext|>`; null: none, the request runs to max_tokens repeating the text);
 - `tokens_per_step` (1): tokens per request per step (> 1 imitates speculative decoding's multi-token steps);
+- `load_delay_s` (0): sleep while "loading" (the engine thread's start-up);
 - `step_delay_s` (0): sleep per step (keeps requests in flight for disconnect tests);
 - `num_blocks` (256) and `block_size` (16): the simulated KV pool;
 - `fail_at_step` / `hang_at_step`: raise / block forever at that step (fault injection: engine death, stale
@@ -104,6 +105,7 @@ class ScriptedEngineCore:
     @classmethod
     def from_script(cls, script_path: Path, model_dir: Path, max_model_len: int) -> ScriptedEngineCore:
         script = json.loads(script_path.read_text(encoding="utf-8"))
+        time.sleep(float(script.get("load_delay_s", 0.0)))  # imitates a model load (/health 503 meanwhile)
         return cls(script, Tokenizer.from_model_dir(model_dir), max_model_len)
 
     def add_request(self, request_id: str, prompt_token_ids: Sequence[int], sampling_params: SamplingParams) -> None:
