@@ -1,7 +1,8 @@
 """The engine's configuration: one frozen object per part, validated once at construction.
 
-Values discovered at start-up (the number of KV blocks, the attention backend) are not written back here: they live
-in `engine.kv_cache_manager.KVCacheSpec` and on the model runner. Every bad value raises `ValueError` naming the field.
+Values discovered at start-up are not written back here: the number of KV blocks lives in the KV cache manager's
+`BlockPool`, the attention backend and KV tensors on the `ModelRunner`. Every bad value raises `ValueError` naming
+the field.
 """
 
 from __future__ import annotations
