@@ -2,8 +2,13 @@
 
 `fused_experts(x, w13, w2, topk_ids, topk_weights)` computes, for every token t,
     sum_i topk_weights[t, i] * down_e(silu(gate_e(x_t)) * up_e(x_t)),   e = topk_ids[t, i]
-with w13 [E, 2I, H] (gate rows first, then up) and w2 [E, H, I]. Tokens are grouped by expert (one sort), so the
-Python loop runs over the experts that received tokens, never over tokens.
+with w13 [E, 2I, H] (gate rows first, then up) and w2 [E, H, I]. Assignments are sorted by expert once; no Python
+loop ever runs over tokens.
+
+Two implementations of the same math:
+- `looped_experts`: a loop over the experts that received tokens. The reference and the CPU path; differentiable.
+- `grouped_experts`: two `torch.nn.functional.grouped_mm` calls with device-side offsets. No host sync, so it can be
+  captured in a CUDA graph; used on CUDA in bf16 (grouped_mm's supported case there).
 """
 
 from __future__ import annotations
@@ -12,19 +17,19 @@ import torch
 import torch.nn.functional as F
 
 
-def fused_experts(
-    x: torch.Tensor,  # [T, H]
-    w13: torch.Tensor,  # [E, 2I, H]
-    w2: torch.Tensor,  # [E, H, I]
-    topk_ids: torch.Tensor,  # [T, k] int64
-    topk_weights: torch.Tensor,  # [T, k] float32
-) -> torch.Tensor:  # [T, H], dtype of x
-    num_tokens, top_k = topk_ids.shape
-    flat_ids = topk_ids.reshape(-1)  # [T*k]
-    order = torch.argsort(flat_ids, stable=True)  # assignments sorted by expert
-    token_of = order // top_k  # [T*k] source token of each sorted assignment
+def _sort_by_expert(topk_ids: torch.Tensor, topk_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (token_of [T*k]: source token per sorted assignment, weights [T*k, 1], counts [E] per expert)."""
+    top_k = topk_ids.shape[1]
+    flat_ids = topk_ids.reshape(-1)
+    order = torch.argsort(flat_ids, stable=True)
+    return order // top_k, topk_weights.reshape(-1)[order].unsqueeze(-1), flat_ids
+
+
+def looped_experts(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
+) -> torch.Tensor:
+    token_of, weights, flat_ids = _sort_by_expert(topk_ids, topk_weights)
     counts = torch.bincount(flat_ids, minlength=w13.shape[0]).tolist()  # NOTE: one host sync per layer
-    weights = topk_weights.reshape(-1)[order].unsqueeze(-1)  # [T*k, 1]
     out = torch.zeros_like(x)
     start = 0
     for expert, count in enumerate(counts):
@@ -36,3 +41,26 @@ def fused_experts(
         out.index_add_(0, rows, (y * weights[start : start + count]).to(x.dtype))
         start += count
     return out
+
+
+def grouped_experts(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
+) -> torch.Tensor:
+    token_of, weights, flat_ids = _sort_by_expert(topk_ids, topk_weights)
+    offsets = torch.cumsum(torch.bincount(flat_ids, minlength=w13.shape[0]), 0).to(torch.int32)  # [E] group ends
+    h = F.grouped_mm(x[token_of], w13.transpose(1, 2), offs=offsets)  # [T*k, 2I]
+    gate, up = h.chunk(2, dim=-1)
+    y = F.grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offs=offsets)  # [T*k, H]
+    return torch.zeros_like(x).index_add_(0, token_of, (y * weights).to(x.dtype))
+
+
+def fused_experts(
+    x: torch.Tensor,  # [T, H]
+    w13: torch.Tensor,  # [E, 2I, H]
+    w2: torch.Tensor,  # [E, H, I]
+    topk_ids: torch.Tensor,  # [T, k] int64
+    topk_weights: torch.Tensor,  # [T, k] float32
+) -> torch.Tensor:  # [T, H], dtype of x
+    if x.is_cuda and x.dtype == torch.bfloat16:
+        return grouped_experts(x, w13, w2, topk_ids, topk_weights)
+    return looped_experts(x, w13, w2, topk_ids, topk_weights)
