@@ -22,7 +22,8 @@ from server.chat_prompt import build_chat_prompt
 from server.context import ServingContext
 from server.errors import APIError, bad_request, from_pydantic, install_error_handlers, parse_json_body
 from server.metrics import CONTENT_TYPE
-from server.middleware import RequestContextMiddleware, get_record
+from server.logging import RequestRecord
+from server.middleware import RequestContextMiddleware, get_record, valid_request_id
 from server.protocol import ChatCompletionRequest, CompletionRequest
 from server.serving_chat import ChatServing
 from server.serving_completion import CompletionServing, tokenize_prompts
@@ -86,17 +87,27 @@ def build_app(ctx: ServingContext) -> FastAPI:
     def auth(request: Request) -> None:
         ctx.check_api_key(request.headers.get("authorization"))
 
+    def record_for(request: Request, body_request_id: str | None) -> RequestRecord:
+        """The request's log record; a `request_id` body field replaces the header's (or generated) id."""
+        record = get_record(request.scope)
+        if body_request_id is not None:
+            valid = valid_request_id(body_request_id)
+            if valid is None:
+                raise bad_request("request_id must be 1-128 characters of [A-Za-z0-9._:-]", "request_id")
+            record.request_id = valid
+        return record
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         auth(request)
         body, raw = await parse_request(request, ChatCompletionRequest, limit)
-        return await chat.create(body, raw, request, get_record(request.scope))
+        return await chat.create(body, raw, request, record_for(request, body.request_id))
 
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         auth(request)
         body, _ = await parse_request(request, CompletionRequest, limit)
-        return await completion.create(body, request, get_record(request.scope))
+        return await completion.create(body, request, record_for(request, body.request_id))
 
     def model_card(name: str) -> dict[str, Any]:
         return {"id": name, "object": "model", "created": ctx.created, "owned_by": "glm-serve",

@@ -110,13 +110,16 @@ class RequestGroup:
         """The next output of an unfinished child; None after `timeout` seconds without one (keep-alives).
         Raises EngineDeadError / RequestAbortedError / the engine's ValueError for a refused request."""
         while True:
-            if timeout:
-                try:
-                    item = await asyncio.wait_for(self.queue.get(), timeout)
-                except TimeoutError:
-                    return None
-            else:
-                item = await self.queue.get()
+            try:
+                item = self.queue.get_nowait()  # NOTE: the common case; wait_for costs a task per call
+            except asyncio.QueueEmpty:
+                if timeout:
+                    try:
+                        item = await asyncio.wait_for(self.queue.get(), timeout)
+                    except TimeoutError:
+                        return None
+                else:
+                    item = await self.queue.get()
             if isinstance(item, BaseException):
                 raise item
             if item.output.request_id not in self.unfinished:

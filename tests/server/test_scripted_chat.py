@@ -252,6 +252,9 @@ def test_request_id_header_echoed(server: ServerProcess) -> None:
     assert response.headers["x-request-id"] == "my-req.42"
     assert response.json()["id"] == "chatcmpl-my-req.42"
     assert response.json()["model"] == "tiny-alias"
+    body_id = httpx.post(server.base_url + "/chat/completions", timeout=60,
+                         json={"model": "tiny", "messages": ADD, "request_id": "from-body"})
+    assert body_id.headers["x-request-id"] == "from-body" and body_id.json()["id"] == "chatcmpl-from-body"
     bad = httpx.get(server.url + "/version", headers={"X-Request-Id": "bad id<script>"}, timeout=10)
     assert bad.headers["x-request-id"] != "bad id<script>" and len(bad.headers["x-request-id"]) == 32
     logged = [line for line in server.request_log() if line.get("request_id") == "my-req.42"]
