@@ -155,7 +155,7 @@ class ChatServing:
                     yield piece
             if include_usage:
                 yield sse.event({**base, "choices": [], "usage": self._usage(run, prompt)})
-            run.record.finish_reason = run.choices[0].finish_reason
+            run.record.finish_reason = "tool_calls" if parsers[0].sent_tool_calls else run.choices[0].finish_reason
         except Exception as error:  # noqa: BLE001 - after the 200: report in-stream
             run.error = type(error).__name__
             api_error = error if isinstance(error, APIError) else engine_failure(error)

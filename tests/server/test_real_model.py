@@ -276,3 +276,13 @@ def test_metrics_names_types_labels_buckets(server: ServerProcess, client: opena
     assert prompt_buckets[:4] == ["1.0", "2.0", "5.0", "10.0"] and prompt_buckets[-2] == "200.0"
     assert sample_value(after, "vllm:request_queue_time_seconds_count", labels) >= 1
     assert sample_value(after, "http_requests_total", {"handler": "/v1/chat/completions", "status": "2xx"}) >= 1
+
+
+def test_prefix_cache_hits_reach_usage_and_metrics(server: ServerProcess, client: openai.OpenAI) -> None:
+    messages = [{"role": "system", "content": "You are a helpful assistant. " * 8}, *HI]
+    hits_before = sample_value(metrics(server), "vllm:prefix_cache_hits_total")
+    first = client.chat.completions.create(model="tiny", messages=messages, max_tokens=1)
+    second = client.chat.completions.create(model="tiny", messages=messages, max_tokens=1)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert first.usage.prompt_tokens > 32 and cached >= 32 and cached % 16 == 0  # whole 16-token blocks
+    assert wait_for(lambda: sample_value(metrics(server), "vllm:prefix_cache_hits_total") >= hits_before + cached)
