@@ -260,3 +260,13 @@ def test_request_id_header_echoed(server: ServerProcess) -> None:
     logged = [line for line in server.request_log() if line.get("request_id") == "my-req.42"]
     assert logged and logged[0]["status"] == 200 and logged[0]["reasoning_tokens"] > 0
     assert "Please add two" not in server.log()  # no prompt text in the logs
+
+
+def test_continue_final_message(client: openai.OpenAI, prompt_log: Path) -> None:
+    messages = [*ADD, {"role": "assistant", "content": "The answer is"}]
+    client.chat.completions.create(model="tiny", messages=messages,
+                                   extra_body={"continue_final_message": True, "add_generation_prompt": False})
+    assert last_prompt(prompt_log).endswith("<|assistant|>\n<think></think>\nThe answer is")
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", messages=messages, extra_body={"continue_final_message": True})
+    assert info.value.body["param"] == "continue_final_message"
