@@ -13,7 +13,8 @@ Grammar, with SEP = whitespace or a literal backslash-n:
   `<tool_call>` (or to the end of the output) and is content.
 
 The scanner is resumable: `advance(text, final)` is called each time the text grew (it only ever grows) and
-resumes where the last call stopped, so streaming a long value costs linear time. Every decision it records is one
+resumes where the last call stopped, so streaming a long value costs linear time. It reads nothing before
+`scan_from()` again, except by slicing (names, keys and values), which a `TextWindow` serves from its archive. Every decision it records is one
 that no later text can change; anything that more text could still change leaves it PENDING. `final=True` means no
 more text will come, so whatever is still open is malformed.
 """
@@ -35,6 +36,7 @@ from tokenizer.markup import (
     skip_separators,
     strip_trailing_separators,
 )
+from tokenizer.text_window import Text
 
 _NAME_TERMINATORS = (ARG_KEY_START, TOOL_CALL_END)
 _VALUE_FOLLOWERS = (ARG_KEY_START, TOOL_CALL_END)
@@ -75,9 +77,29 @@ class CallScanner:
         self._search_from = self._pos
         self._value_start = 0
         self._pending_close: int | None = None  # a `</arg_value>` whose role is not yet known
-        self._end_search_from: int | None = None  # where to look for a malformed call's `</tool_call>`
+        # The first `</tool_call>` after the start ends the raw text of a malformed call; it is tracked as the
+        # text grows, so that the text before it need not be searched again.
+        self._first_close: int | None = None
+        self._close_search_from = self._pos
 
-    def advance(self, text: str, final: bool) -> CallStatus:
+    def scan_from(self, text: Text) -> int:
+        """The earliest position the next `advance` reads (everything before may leave the scan window)."""
+        positions = [self._search_from, len(text) - _LOOKAHEAD]
+        if self._stage in (_Stage.NAME, _Stage.KEY, _Stage.AFTER_KEY):
+            positions.append(self._pos)
+        if self._pending_close is not None:
+            positions.append(self._pending_close)
+        if self._first_close is None:
+            positions.append(self._close_search_from)
+        return max(0, min(positions))
+
+    def advance(self, text: Text, final: bool) -> CallStatus:
+        if self._first_close is None:
+            found = text.find(TOOL_CALL_END, self._close_search_from)
+            if found >= 0:
+                self._first_close = found
+            else:
+                self._close_search_from = max(self._close_search_from, len(text) - len(TOOL_CALL_END) + 1)
         while self.status is CallStatus.PENDING:
             stage = self._stage
             if stage is _Stage.NAME:
@@ -104,7 +126,7 @@ class CallScanner:
         """Where the open value (stage VALUE) starts in the text."""
         return self._value_start
 
-    def settled_value_end(self, text: str) -> int:
+    def settled_value_end(self, text: Text) -> int:
         """End of the part of the open value that no later text can change (for incremental streaming)."""
         if self._stage is not _Stage.VALUE:
             return self._value_start
@@ -114,7 +136,7 @@ class CallScanner:
 
     # Each _scan_* returns True when it moved to another stage or status, False when it needs more text.
 
-    def _scan_name(self, text: str, final: bool) -> bool:
+    def _scan_name(self, text: Text, final: bool) -> bool:
         found, tag = _find_first(text, _NAME_TERMINATORS, self._search_from)
         if found < 0:
             if final:
@@ -140,7 +162,7 @@ class CallScanner:
         self._stage = _Stage.KEY
         self._pos = self._search_from = pos
 
-    def _scan_key(self, text: str, final: bool) -> bool:
+    def _scan_key(self, text: Text, final: bool) -> bool:
         found = text.find(ARG_KEY_END, self._search_from)
         if found < 0:
             if final or _holds_markup(text[self._pos :]):
@@ -156,7 +178,7 @@ class CallScanner:
         self._pos = found + len(ARG_KEY_END)
         return True
 
-    def _scan_after_key(self, text: str, final: bool) -> bool:
+    def _scan_after_key(self, text: Text, final: bool) -> bool:
         pos = skip_separators(text, self._pos)
         if text.startswith(ARG_VALUE_START, pos):
             self._stage = _Stage.VALUE
@@ -166,7 +188,7 @@ class CallScanner:
             return False
         return self._malformed()
 
-    def _scan_value(self, text: str, final: bool) -> bool:
+    def _scan_value(self, text: Text, final: bool) -> bool:
         while True:
             close = text.find(ARG_VALUE_END, self._search_from)
             if close < 0:
@@ -203,19 +225,14 @@ class CallScanner:
         self._stage = _Stage.DONE
         return True
 
-    def _find_malformed_end(self, text: str, final: bool) -> None:
-        if self._end_search_from is None:
-            self._end_search_from = self.start + len(TOOL_CALL_START)
-        close = text.find(TOOL_CALL_END, self._end_search_from)
-        if close >= 0:
-            self.end = close + len(TOOL_CALL_END)
+    def _find_malformed_end(self, text: Text, final: bool) -> None:
+        if self._first_close is not None:
+            self.end = self._first_close + len(TOOL_CALL_END)
         elif final:
             self.end = len(text)
-        else:
-            self._end_search_from = max(self._end_search_from, len(text) - len(TOOL_CALL_END) + 1)
 
 
-def _find_first(text: str, tags: tuple[str, ...], start: int) -> tuple[int, str]:
+def _find_first(text: Text, tags: tuple[str, ...], start: int) -> tuple[int, str]:
     best, best_tag = -1, ""
     for tag in tags:
         found = text.find(tag, start)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tokenizer.text_window import Text
+
 THINK_START = "<think>"
 THINK_END = "</think>"
 TOOL_CALL_START = "<tool_call>"
@@ -24,7 +26,7 @@ CALL_TAGS: tuple[str, ...] = (TOOL_CALL_START, TOOL_CALL_END, ARG_KEY_START, ARG
 ESCAPED_NEWLINE = "\\n"
 
 
-def skip_separators(text: str, pos: int) -> int:
+def skip_separators(text: Text, pos: int) -> int:
     """Index of the first character at or after `pos` that does not belong to a run of separators."""
     end = len(text)
     while pos < end:
@@ -47,19 +49,23 @@ def strip_trailing_separators(text: str) -> str:
         text = stripped
 
 
-def partial_tag_length(text: str, tags: Iterable[str], start: int = 0) -> int:
+def partial_tag_length(text: Text, tags: Iterable[str], start: int = 0) -> int:
     """Length of the longest suffix of `text[start:]` that is a proper, non-empty prefix of one of `tags`.
 
     That suffix may still become a tag when more text arrives, so streaming holds it back.
     """
-    longest = 0
-    available = len(text) - start
-    for tag in tags:
-        for length in range(min(len(tag) - 1, available), longest, -1):
-            if text.endswith(tag[:length]):
-                longest = length
-                break
-    return longest
+    tags = tuple(tags)
+    if not tags:
+        return 0
+    longest_tag = max(map(len, tags))
+    tail = text[max(start, len(text) - longest_tag + 1) : len(text)]
+    first_chars = {tag[0] for tag in tags if tag}
+    for offset, char in enumerate(tail):  # earliest start first: the longest suffix wins
+        if char in first_chars:
+            suffix = tail[offset:]
+            if any(len(tag) > len(suffix) and tag.startswith(suffix) for tag in tags):
+                return len(suffix)
+    return 0
 
 
 def could_become(rest: str, tags: Iterable[str]) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from tokenizer.call_scanner import CallScanner, CallStatus
 from tokenizer.markup import THINK_END, THINK_START, TOOL_CALL_START, partial_tag_length
+from tokenizer.text_window import TextWindow
 
 
 class TextKind(enum.Enum):
@@ -52,7 +53,7 @@ class _Phase(enum.Enum):
 class OutputScanner:
     def __init__(self, *, thinking: bool, extract_calls: bool) -> None:
         self._extract_calls = extract_calls
-        self._text = ""
+        self._text = TextWindow()
         self._pos = 0  # everything before it has been emitted (or deliberately dropped)
         self._phase = _Phase.START if thinking else _Phase.BODY
         self._think_end_from = 0
@@ -64,7 +65,8 @@ class OutputScanner:
         self._events: list[ScanEvent] = []
 
     @property
-    def text(self) -> str:
+    def text(self) -> TextWindow:
+        """The text read so far, by absolute position (`pending_call`'s positions point into it)."""
         return self._text
 
     @property
@@ -76,7 +78,7 @@ class OutputScanner:
     def feed(self, text: str) -> list[ScanEvent]:
         if self._finished:
             raise RuntimeError("feed() after finish()")
-        self._text += text
+        self._text.append(text)
         return self._scan(final=False)
 
     def finish(self) -> list[ScanEvent]:
@@ -93,7 +95,20 @@ class OutputScanner:
             self._scan_reasoning(final)
         if self._phase is _Phase.BODY:
             self._scan_body(final)
+        self._release()
         return self._events
+
+    def _release(self) -> None:
+        """Let the window drop text that no later step reads."""
+        scan_from = min(self._pos, self._think_end_from) if self._phase is _Phase.REASONING else self._pos
+        keep_from = None
+        call = self._call
+        if call is not None and call.status is CallStatus.PENDING:
+            # _pos sits at the call's start, which is only sliced (a malformed call's raw text), not searched.
+            scan_from, keep_from = call.scan_from(self._text), self._pos
+        elif call is not None:  # malformed, raw text streaming until its `</tool_call>`
+            scan_from = min(scan_from, call.scan_from(self._text))
+        self._text.release(scan_from, keep_from)
 
     def _emit(self, kind: TextKind, text: str) -> None:
         if not text:
@@ -107,7 +122,11 @@ class OutputScanner:
 
     def _scan_start(self, final: bool) -> None:
         text = self._text
-        first = len(text) - len(text.lstrip())
+        first = self._pos
+        while first < len(text) and text[first].isspace():
+            first += 1
+        # Leading whitespace is dropped whichever way this goes (reasoning and content are both stripped).
+        self._pos = first
         if first == len(text) and not final:
             return
         if text.startswith(THINK_START, first):

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from parser_harness import counter_ids, expected_from, split_at, stream
 
+import tokenizer.text_window as text_window
 from tokenizer import OutputParser, Tokenizer, parse_output
 
 # Bounded and derandomized so the suite stays fast and reproducible; TOKENIZER_PROPERTY_EXAMPLES=N explores
@@ -169,6 +170,16 @@ def _check_split_invariance(text: str, cuts: list[int], thinking: bool) -> None:
         assert isinstance(call.arguments_dict(), dict)
     expected = expected_from(whole)
     pieces = split_at(text, [cut for cut in cuts if cut < len(text)])
+    default_trim = text_window._TRIM_MIN_CHARS
+    try:
+        for trim in (default_trim, 1):  # 1: the scan window drops every character it can, every step
+            text_window._TRIM_MIN_CHARS = trim
+            _check_streams(text, pieces, thinking, expected)
+    finally:
+        text_window._TRIM_MIN_CHARS = default_trim
+
+
+def _check_streams(text: str, pieces: list[str], thinking: bool, expected: dict[str, Any]) -> None:
     for chunks in (pieces, list(text)):
         assert stream(chunks, OutputParser(SOUP_TOOLS, thinking=thinking, id_factory=counter_ids())) == expected
         parser = OutputParser(SOUP_TOOLS, thinking=thinking, incremental=True, id_factory=counter_ids())
