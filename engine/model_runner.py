@@ -163,8 +163,9 @@ class ModelRunner:
             rows = self._sampling_rows(scheduler_output, inputs.sampled_req_ids)
             batch = SamplingBatch.build(rows, self.vocab_size, self.device)
             sampler_output = self.sampler(logits, batch)
-            self._prev_tokens = sampler_output.sampled_token_ids
-            self._prev_rows = {request_id: i for i, request_id in enumerate(inputs.sampled_req_ids)}
+        # NOTE: only this step's tokens can be in flight when the next step is prepared (one step of overlap).
+        self._prev_tokens = None if sampler_output is None else sampler_output.sampled_token_ids
+        self._prev_rows = {request_id: i for i, request_id in enumerate(inputs.sampled_req_ids)}
         pending = PendingRunnerOutput(self, inputs.sampled_req_ids, sampler_output)
         self._prev_pending = pending
         return pending
