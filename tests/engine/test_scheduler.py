@@ -12,7 +12,7 @@ from engine.kv_cache_manager import KVCacheManager
 from engine.request import RequestStatus
 from engine.sampling_params import SamplingParams
 from engine.scheduler import Scheduler
-from fakes import FakeModelRunner, reference_generate
+from fake_model_runner import FakeModelRunner, reference_generate
 
 VOCAB = 50
 
