@@ -29,6 +29,15 @@ JSON_TYPES = frozenset({"string", "number", "integer", "boolean", "object", "arr
 _MAX_LITERAL_CHARS = 10_000
 
 _NO_VALUE = object()
+_STRING_ONLY = frozenset({"string"})
+
+
+def tool_function(tool: Any) -> Mapping[str, Any] | None:
+    """The function object of a request tool: nested in Chat Completions, the tool itself in the Responses API."""
+    if not isinstance(tool, Mapping):
+        return None
+    function = tool.get("function")
+    return function if isinstance(function, Mapping) else tool
 
 
 def json_type_of(value: Any) -> str | None:
@@ -84,7 +93,7 @@ def type_value(raw: str, types: frozenset[str] | None) -> Any:
         decoded = _json_value(stripped)
         return raw if decoded is _NO_VALUE else decoded
     if "string" in types:
-        if types == {"string"}:
+        if types == _STRING_ONLY:
             return raw
         decoded = _json_value(stripped)
         if decoded is not _NO_VALUE and not isinstance(decoded, str) and _is_allowed(decoded, types):
@@ -109,12 +118,9 @@ class ToolSchemas:
     def __init__(self, tools: Sequence[Any] | None) -> None:
         self._properties: dict[str, Mapping[str, Any]] = {}
         for tool in tools or ():
-            if not isinstance(tool, Mapping):
-                continue
-            # Chat Completions nests the function; the Responses API tool object is flat.
-            function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
-            name = function.get("name")
-            if not isinstance(name, str) or name in self._properties:
+            function = tool_function(tool)
+            name = function.get("name") if function is not None else None
+            if function is None or not isinstance(name, str) or name in self._properties:
                 continue
             parameters = function.get("parameters")
             properties = parameters.get("properties") if isinstance(parameters, Mapping) else None
@@ -128,7 +134,7 @@ class ToolSchemas:
         return schema_types(properties[key])
 
     def is_string_only(self, function_name: str, key: str) -> bool:
-        return self.types_of(function_name, key) == {"string"}
+        return self.types_of(function_name, key) == _STRING_ONLY
 
     def type_arguments(self, function_name: str, pairs: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """Typed arguments from raw (key, value) pairs in call order; a duplicate key keeps its last value."""

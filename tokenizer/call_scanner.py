@@ -145,7 +145,7 @@ class CallScanner:
             self._search_from = max(self._search_from, len(text) - len(TOOL_CALL_END) + 1)
             # More text only extends the region at its end, so an error before its trailing separators is final.
             # A last lone backslash may still become an escaped-newline separator.
-            region = region[:-1] if region.endswith("\\") else region
+            region = region.removesuffix("\\")
             if not _name_may_be_valid(strip_trailing_separators(region).lstrip()):
                 return self._malformed()
             return False

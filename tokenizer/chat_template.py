@@ -54,7 +54,7 @@ def _template_dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
 
 class _SafeNamespace(Namespace):
     # NOTE: underscore attributes on a namespace are the usual first step of a sandbox escape; refuse them.
-    def __init__(*args: Any, **kwargs: Any) -> None:  # noqa: N805 - Namespace's own signature trick
+    def __init__(*args: Any, **kwargs: Any) -> None:
         self, rest = args[0], args[1:]
         attrs = dict(*rest, **kwargs)
         for name in attrs:

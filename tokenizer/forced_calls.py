@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tokenizer.argument_types import tool_function
 from tokenizer.markup import THINK_END, THINK_START, TOOL_CALL_START
 
 
@@ -71,8 +72,7 @@ def _chosen_name(tool_choice: Any) -> str | None:
 def _tool_names(tools: Sequence[Any] | None) -> set[str]:
     names = set()
     for tool in tools or ():
-        if isinstance(tool, Mapping):
-            function = tool.get("function") if isinstance(tool.get("function"), Mapping) else tool
-            if isinstance(function.get("name"), str):
-                names.add(function["name"])
+        function = tool_function(tool)
+        if function is not None and isinstance(function.get("name"), str):
+            names.add(function["name"])
     return names

@@ -18,6 +18,7 @@ import json
 
 from tokenizer.argument_types import ToolSchemas, type_value
 from tokenizer.call_scanner import CallScanner
+from tokenizer.text_window import Text
 
 
 def _escape(text: str) -> str:
@@ -36,7 +37,7 @@ class IncrementalArguments:
         self._num_sent_pairs = 0
         self._open_sent: int | None = None  # characters of the open string value already sent
 
-    def progress(self, text: str) -> str:
+    def progress(self, text: Text) -> str:
         """The next fragment (maybe empty) for the call as read so far from `text`."""
         pieces: list[str] = []
         self._flush_pairs(pieces)

@@ -42,8 +42,7 @@ def skip_separators(text: Text, pos: int) -> int:
 def strip_trailing_separators(text: str) -> str:
     while True:
         stripped = text.rstrip()
-        if stripped.endswith(ESCAPED_NEWLINE):
-            stripped = stripped[: -len(ESCAPED_NEWLINE)]
+        stripped = stripped.removesuffix(ESCAPED_NEWLINE)
         if stripped == text:
             return text
         text = stripped

@@ -176,6 +176,5 @@ def _token_content(token: Any) -> str | None:
     """tokenizer_config writes a token as a string or as an AddedToken-like dict with `content`."""
     if isinstance(token, str):
         return token
-    if isinstance(token, Mapping) and isinstance(token.get("content"), str):
-        return token["content"]
-    return None
+    content = token.get("content") if isinstance(token, Mapping) else None
+    return content if isinstance(content, str) else None

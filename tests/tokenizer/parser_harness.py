@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -103,7 +104,7 @@ def case_view(result: ParsedOutput) -> dict[str, Any]:
 
 def split_at(text: str, cuts: Sequence[int]) -> list[str]:
     bounds = [0, *sorted(set(cuts)), len(text)]
-    return [text[start:end] for start, end in zip(bounds, bounds[1:])]
+    return [text[start:end] for start, end in itertools.pairwise(bounds)]
 
 
 def random_pieces(text: str, rng: random.Random, max_pieces: int = 24) -> list[str]:

@@ -34,8 +34,13 @@ def test_deterministic(tmp_path: Path) -> None:
 
 
 def test_vocab_size_bound_and_byte_coverage(tmp_path: Path) -> None:
-    out = build_glm_tokenizer(CORPUS * 10, tmp_path / "tok", vocab_size=300, min_frequency=1,
-                              generation_defaults={"temperature": 0.6, "top_p": 0.95})
+    out = build_glm_tokenizer(
+        CORPUS * 10,
+        tmp_path / "tok",
+        vocab_size=300,
+        min_frequency=1,
+        generation_defaults={"temperature": 0.6, "top_p": 0.95},
+    )
     tokenizer = Tokenizer.from_model_dir(out)
     assert tokenizer.vocab_size <= 300
     unseen = "Ωμέγα ☃ \x00\x7f 𝔘"

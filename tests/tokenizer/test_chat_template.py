@@ -184,8 +184,17 @@ def test_openai_only_forms_render_like_their_hf_equivalents(glm_tokenizer: Token
         [
             {"role": "developer", "content": "Rules."},
             {"role": "user", "content": "go"},
-            {"role": "assistant", "content": None, "reasoning": "thinking about it", "tool_calls": [_call("get_time", {})]},
-            {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "text", "text": "12:"}, {"type": "text", "text": "00"}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "reasoning": "thinking about it",
+                "tool_calls": [_call("get_time", {})],
+            },
+            {
+                "role": "tool",
+                "tool_call_id": "call_1",
+                "content": [{"type": "text", "text": "12:"}, {"type": "text", "text": "00"}],
+            },
         ],
         [CLOCK],
     )
@@ -215,7 +224,7 @@ def test_layout_of_the_reference_document(glm_tokenizer: Tokenizer) -> None:
         "<|assistant|>\n<think>Two cities, two calls.</think>\nChecking both.\n<tool_call>get_weather\n"
         "<arg_key>city</arg_key>\n<arg_value>Paris</arg_value>\n<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n"
         "</tool_call>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Rome</arg_value>\n</tool_call>"
-        "<|observation|>\n<tool_response>\n{\"temp\": 20}\n</tool_response>\n<tool_response>\nsunny\n"
+        '<|observation|>\n<tool_response>\n{"temp": 20}\n</tool_response>\n<tool_response>\nsunny\n'
         "</tool_response><|assistant|>"
     )
     # tojson as HF: key order kept, no HTML escaping, ensure_ascii off.
@@ -249,7 +258,7 @@ def test_template_features_match_transformers() -> None:
         conversations=[messages], chat_template=FEATURE_TEMPLATE, eos_token="<|endoftext|>"
     )
     assert ours == theirs
-    assert '"é <b>&\'x\'</b>"' in ours and "\\u00e9" in ours
+    assert "\"é <b>&'x'</b>\"" in ours and "\\u00e9" in ours
 
 
 def test_raise_exception_and_render_errors_are_chat_template_errors() -> None:

@@ -37,7 +37,9 @@ def test_skip_special_tokens_and_hidden_stop_tokens(glm_tokenizer: Tokenizer) ->
         "<think>a</think>b"
     )
     # Parser input: special tokens kept, the stop token that ended generation hidden.
-    assert "".join(_stream(glm_tokenizer.detokenizer(skip_special_tokens=False), ids)) == "[gMASK]<sop><think>a</think>b"
+    assert (
+        "".join(_stream(glm_tokenizer.detokenizer(skip_special_tokens=False), ids)) == "[gMASK]<sop><think>a</think>b"
+    )
     detokenizer = glm_tokenizer.detokenizer(skip_special_tokens=False, hide_stop_tokens=False)
     assert "".join(_stream(detokenizer, ids)).endswith("b<|user|>")
 

@@ -7,7 +7,13 @@ import pytest
 from tokenizer import ForcedCall, InvalidToolChoiceError, OutputParser, Tokenizer, forced_call_for, parse_output
 
 TOOLS = [
-    {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}},
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    },
     {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object", "properties": {}}}},
 ]
 NAMED = {"type": "function", "function": {"name": "get_weather"}}
@@ -47,7 +53,9 @@ def test_suffixes_for_both_thinking_modes(glm_tokenizer: Tokenizer) -> None:
     assert required.prompt_suffix(thinking_on) == "\n<think></think>\n<tool_call>"
     assert required.prompt_suffix(thinking_off) == "\n<tool_call>"
     # Both forced prompts end the same way as a rendered call in the template layout.
-    assert (thinking_off + named.prompt_suffix(thinking_off)).endswith("<|assistant|>\n<think></think>\n<tool_call>get_weather\n")
+    assert (thinking_off + named.prompt_suffix(thinking_off)).endswith(
+        "<|assistant|>\n<think></think>\n<tool_call>get_weather\n"
+    )
 
 
 @pytest.mark.parametrize("thinking", [True, False])

@@ -55,11 +55,18 @@ def test_roles_content_parts_and_reasoning_aliases() -> None:
     messages = normalize_messages(
         [
             {"role": "developer", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
-            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}, "plain", {"type": "text", "text": "!"}]},
+            {
+                "role": "user",
+                "content": [{"type": "image_url", "image_url": {"url": "x"}}, "plain", {"type": "text", "text": "!"}],
+            },
             {"role": "assistant", "content": "x", "reasoning": "r1"},
             {"role": "assistant", "content": "x", "thinking": "r2", "reasoning": "ignored"},
             {"role": "assistant", "content": "x", "reasoning_content": "r3", "reasoning": "ignored"},
-            {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "12"}, {"type": "text", "text": ":00"}]},
+            {
+                "role": "tool",
+                "tool_call_id": "c",
+                "content": [{"type": "text", "text": "12"}, {"type": "text", "text": ":00"}],
+            },
         ]
     )
     assert messages[0] == {"role": "system", "content": "ab"}

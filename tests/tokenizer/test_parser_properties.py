@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from parser_harness import counter_ids, expected_from, split_at, stream
 
-import tokenizer.text_window as text_window
-from tokenizer import OutputParser, Tokenizer, parse_output
+from tokenizer import OutputParser, Tokenizer, parse_output, text_window
 
 # Bounded and derandomized so the suite stays fast and reproducible; TOKENIZER_PROPERTY_EXAMPLES=N explores
 # further with fresh random examples.
@@ -76,10 +75,18 @@ PROPERTY_KINDS: list[tuple[dict[str, Any] | None, st.SearchStrategy[Any]]] = [
     ({"type": "array"}, st.lists(json_values, max_size=4)),
     ({"type": "object"}, st.dictionaries(st.text(max_size=6), json_values, max_size=4)),
     ({"type": ["string", "null"]}, st.one_of(st.none(), raw_text.filter(lambda s: s.strip() != "null"))),
-    ({"anyOf": [{"type": "integer"}, {"type": "string"}]}, st.one_of(st.integers(), raw_text.filter(lambda s: not _is_json_int(s)))),
+    (
+        {"anyOf": [{"type": "integer"}, {"type": "string"}]},
+        st.one_of(st.integers(), raw_text.filter(lambda s: not _is_json_int(s))),
+    ),
     ({"enum": ["red", "1", "true"]}, st.sampled_from(["red", "1", "true"])),
     ({"type": "integer", "enum": [1, 2, 3]}, st.sampled_from([1, 2, 3])),
-    (None, st.one_of(json_values.filter(lambda v: not isinstance(v, str)), raw_text.filter(lambda s: not _is_json_text(s)))),
+    (
+        None,
+        st.one_of(
+            json_values.filter(lambda v: not isinstance(v, str)), raw_text.filter(lambda s: not _is_json_text(s))
+        ),
+    ),
 ]
 
 
@@ -117,7 +124,11 @@ prose = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_c
     cuts=st.lists(st.integers(min_value=1, max_value=2000), max_size=12),
 )
 def test_rendered_calls_parse_back(
-    glm_tokenizer: Tokenizer, calls: list[tuple[dict[str, Any], dict[str, Any]]], content: str, reasoning: str, cuts: list[int]
+    glm_tokenizer: Tokenizer,
+    calls: list[tuple[dict[str, Any], dict[str, Any]]],
+    content: str,
+    reasoning: str,
+    cuts: list[int],
 ) -> None:
     tools = [tool for tool, _ in calls]
     assistant = {
@@ -125,11 +136,17 @@ def test_rendered_calls_parse_back(
         "content": content,
         "reasoning_content": reasoning,
         "tool_calls": [
-            {"id": f"c{i}", "type": "function", "function": {"name": tool["function"]["name"], "arguments": json.dumps(args)}}
+            {
+                "id": f"c{i}",
+                "type": "function",
+                "function": {"name": tool["function"]["name"], "arguments": json.dumps(args)},
+            }
             for i, (tool, args) in enumerate(calls)
         ],
     }
-    prompt = glm_tokenizer.apply_chat_template([{"role": "user", "content": "go"}, assistant], tools, add_generation_prompt=False)
+    prompt = glm_tokenizer.apply_chat_template(
+        [{"role": "user", "content": "go"}, assistant], tools, add_generation_prompt=False
+    )
     generated = prompt[prompt.rindex("<|assistant|>") + len("<|assistant|>") :]
 
     result = parse_output(generated, tools, id_factory=counter_ids())

@@ -7,8 +7,7 @@ import random
 import pytest
 from parser_harness import counter_ids, expected_from, load_tool_cases, stream
 
-import tokenizer.text_window as text_window
-from tokenizer import OutputParser, parse_output
+from tokenizer import OutputParser, parse_output, text_window
 from tokenizer.text_window import TextWindow
 
 
