@@ -14,9 +14,9 @@ Grammar, with SEP = whitespace or a literal backslash-n:
 
 The scanner is resumable: `advance(text, final)` is called each time the text grew (it only ever grows) and
 resumes where the last call stopped, so streaming a long value costs linear time. It reads nothing before
-`scan_from()` again, except by slicing (names, keys and values), which a `TextWindow` serves from its archive. Every decision it records is one
-that no later text can change; anything that more text could still change leaves it PENDING. `final=True` means no
-more text will come, so whatever is still open is malformed.
+`scan_from()` again, except by slicing (names, keys, values), which a `TextWindow` serves from its archive.
+Every decision it records is one that no later text can change; anything that more text could still change
+leaves it PENDING. `final=True` means no more text will come, so whatever is still open is malformed.
 """
 
 from __future__ import annotations

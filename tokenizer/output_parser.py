@@ -17,6 +17,7 @@ exceptions around stray think tags). Field rules (reference sections 5 and 6):
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import string
 from collections.abc import Callable, Sequence
@@ -30,6 +31,8 @@ from tokenizer.output_scanner import CallClosedEvent, OutputScanner, ScanEvent, 
 
 Delta = dict[str, Any]
 """Shaped like an OpenAI chat chunk's `delta`: one of `reasoning_content`, `content`, `tool_calls`."""
+
+logger = logging.getLogger(__name__)
 
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -175,7 +178,7 @@ class OutputParser:
         if call.status is CallStatus.MALFORMED:
             if streaming is not None:  # the client holds a partial call: close its JSON, then say so
                 self._send(deltas, streaming.index, streaming.abandon())
-                self.diverged = True
+                self._diverge(f"streamed call {call.name!r} proved malformed or was cut off; its text is content")
             return
         assert call.name is not None
         arguments = json.dumps(self._schemas.type_arguments(call.name, call.pairs), ensure_ascii=False)
@@ -184,7 +187,7 @@ class OutputParser:
             tail = streaming.complete()
             self._send(deltas, streaming.index, tail)
             if streaming.sent != arguments:  # duplicate keys: already-sent text cannot be rewritten
-                self.diverged = True
+                self._diverge(f"streamed call {call.name!r} repeated a key; the parse keeps the last value")
             self._calls.append(ParsedToolCall(call_id, call.name, arguments))
             return
         if not self._parallel_tool_calls and self._num_started_calls >= 1:
@@ -194,6 +197,10 @@ class OutputParser:
         self._num_started_calls += 1
         self._calls.append(ParsedToolCall(call_id, call.name, arguments))
         self._send(deltas, index, arguments, header=(call_id, call.name))
+
+    def _diverge(self, reason: str) -> None:
+        self.diverged = True
+        logger.warning("incremental tool-call stream differs from the parse: %s", reason)
 
     def _stream_pending_call(self, deltas: _DeltaList) -> None:
         call = self._scanner.pending_call

@@ -109,7 +109,10 @@ def test_settled_value_holds_a_possible_close() -> None:
 
 
 def test_duplicate_keys_last_wins() -> None:
-    text = "<tool_call>f<arg_key>n</arg_key><arg_value>1</arg_value><arg_key>a</arg_key><arg_value>x</arg_value><arg_key>n</arg_key><arg_value>2</arg_value></tool_call>"
+    text = (
+        "<tool_call>f<arg_key>n</arg_key><arg_value>1</arg_value><arg_key>a</arg_key><arg_value>x</arg_value>"
+        "<arg_key>n</arg_key><arg_value>2</arg_value></tool_call>"
+    )
     assert parse_output(text, TOOLS).tool_calls[0].arguments == '{"n": 2, "a": "x"}'
 
 

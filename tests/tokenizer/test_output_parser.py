@@ -237,3 +237,15 @@ def test_feed_after_finish_is_an_error() -> None:
     assert parser.finish() == []
     with pytest.raises(RuntimeError):
         parser.feed("x")
+
+
+def test_incremental_duplicate_key_is_flagged_and_still_valid_json(caplog: pytest.LogCaptureFixture) -> None:
+    text = (
+        "<tool_call>write_file\n<arg_key>path</arg_key>\n<arg_value>a</arg_value>\n"
+        "<arg_key>path</arg_key>\n<arg_value>b</arg_value>\n</tool_call>"
+    )
+    parser = OutputParser([WRITE_FILE_TOOL], incremental=True)
+    got = stream(list(text), parser)
+    assert parser.diverged and "repeated a key" in caplog.text
+    assert parser.result().tool_calls[0].arguments == '{"path": "b"}'
+    assert json.loads(got["tool_calls"][0]["arguments"]) == {"path": "b"}  # JSON objects: the last duplicate wins
