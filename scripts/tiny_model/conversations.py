@@ -3,6 +3,8 @@
 A `Conversation` holds chat-template messages (assistant reasoning in `reasoning_content`, tool-call arguments as
 mappings), the tools offered, the thinking switch, and what the evaluation expects of the assistant turn at
 `target_index` (the first assistant turn after the last user message). Messages up to `target_index` are the prompt.
+Thinking-off conversations chain up to four exchanges under one tools block: every turn is trained, so the costly
+tools block is paid once for several outputs.
 """
 
 from __future__ import annotations
@@ -57,27 +59,18 @@ def _tool_list(rng: random.Random, needed: list[str], extra_max: int) -> list[di
     return [TOOLS[n] for n in chosen]
 
 
-def _preamble(rng: random.Random, thinking: bool) -> list[dict[str, Any]]:
-    """Optional system message and an earlier exchange (rendered without reasoning by the template)."""
-    messages: list[dict[str, Any]] = []
-    if rng.random() < 0.3:
-        messages.append({"role": "system", "content": rng.choice(lexicon.SYSTEM_PROMPTS)})
-    if rng.random() < 0.2:
-        if rng.random() < 0.5:
-            question, reply = rng.choice(lexicon.GREETINGS)
-        else:
-            problem = make_problem(rng, thinking=False)
-            question, reply = problem.question, problem.answer
-        messages += [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]
-    return messages
-
-
 def _tool_request(rng: random.Random) -> list[Intent]:
     roll = rng.random()
     if roll < 0.55:
         return [make_intent(rng, rng.choice(TOOL_NAMES))]
-    if roll < 0.8:  # same tool, several cities
-        return [make_intent(rng, "get_weather") for _ in range(rng.choice((2, 2, 3)))]
+    if roll < 0.8:  # same tool, several distinct cities
+        count = rng.choice((2, 2, 3))
+        intents: list[Intent] = []
+        while len(intents) < count:
+            intent = make_intent(rng, "get_weather")
+            if all(intent.arguments["city"] != i.arguments["city"] for i in intents):
+                intents.append(intent)
+        return intents
     return [make_intent(rng, n) for n in rng.sample(CLAUSE_TOOLS, 2)]
 
 
@@ -90,48 +83,73 @@ def _request_text(rng: random.Random, intents: list[Intent]) -> str:
     return form.replace("{X}", joined[0].upper() + joined[1:]).replace("{x}", joined)
 
 
-def tool_conversation(rng: random.Random, thinking: bool) -> Conversation:
+@dataclass(frozen=True)
+class Exchange:
+    kind: str  # one of KINDS
+    messages: list[dict[str, Any]]  # a user message, then assistant (and tool) messages
+    tools_needed: list[str]  # tools this exchange calls
+    expected: dict[str, Any]  # what the evaluation checks of its first assistant turn
+
+
+def tool_exchange(rng: random.Random, thinking: bool) -> Exchange:
     intents = _tool_request(rng)
     names = list(dict.fromkeys(i.name for i in intents))
-    messages = _preamble(rng, thinking)
-    messages.append({"role": "user", "content": _request_text(rng, intents)})
     purposes = " and ".join(i.purpose for i in intents) if len(intents) < 3 else "the weather in three cities"
     plan = f"The user wants {purposes}. " + (
         f"I will call {names[0]}." if len(intents) == 1 else f"I will make {len(intents)} calls in parallel.")
-    lead = rng.choice(("", "", "Let me check.", "Sure, one moment."))
-    target = len(messages)
-    messages.append(_assistant(lead, plan, thinking, intents))
-    messages += [{"role": "tool", "content": i.result} for i in intents]
+    lead = rng.choice(("", "", "Sure.", "One moment."))
     done = "I have the result, so I can answer." if len(intents) == 1 else "I have all the results now."
+    messages = [{"role": "user", "content": _request_text(rng, intents)}, _assistant(lead, plan, thinking, intents)]
+    messages += [{"role": "tool", "content": i.result} for i in intents]
     messages.append(_assistant(" ".join(i.answer for i in intents), done, thinking))
-    expected = {"calls": [{"name": i.name, "arguments": i.arguments} for i in intents]}
-    return Conversation("tool", messages, _tool_list(rng, names, 2), thinking, target, expected)
+    return Exchange("tool", messages, names, {"calls": [{"name": i.name, "arguments": i.arguments} for i in intents]})
 
 
-def arithmetic_conversation(rng: random.Random, thinking: bool) -> Conversation:
+def arithmetic_exchange(rng: random.Random, thinking: bool) -> Exchange:
     problem = make_problem(rng, thinking)
-    messages = _preamble(rng, thinking) + [{"role": "user", "content": problem.question}]
-    target = len(messages)
-    messages.append(_assistant(problem.answer, problem.reasoning, thinking))
-    tools = _tool_list(rng, [], 3) if rng.random() < 0.3 else []
-    return Conversation("arithmetic", messages, tools, thinking, target, {"result": problem.result, "calls": []})
+    messages = [{"role": "user", "content": problem.question},
+                _assistant(problem.answer, problem.reasoning, thinking)]
+    return Exchange("arithmetic", messages, [], {"result": problem.result, "calls": []})
 
 
-def smalltalk_conversation(rng: random.Random, thinking: bool) -> Conversation:
+def smalltalk_exchange(rng: random.Random, thinking: bool) -> Exchange:
     question, reply = rng.choice(lexicon.GREETINGS)
-    messages = _preamble(rng, thinking) + [{"role": "user", "content": question}]
-    target = len(messages)
-    messages.append(_assistant(reply, rng.choice(lexicon.GREETING_THOUGHTS), thinking))
-    tools = _tool_list(rng, [], 3) if rng.random() < 0.5 else []
-    return Conversation("smalltalk", messages, tools, thinking, target, {"reply": reply, "calls": []})
+    messages = [{"role": "user", "content": question},
+                _assistant(reply, rng.choice(lexicon.GREETING_THOUGHTS), thinking)]
+    return Exchange("smalltalk", messages, [], {"reply": reply, "calls": []})
 
 
-_MAKERS = {"tool": tool_conversation, "arithmetic": arithmetic_conversation, "smalltalk": smalltalk_conversation}
+_MAKERS = {"tool": tool_exchange, "arithmetic": arithmetic_exchange, "smalltalk": smalltalk_exchange}
 DEFAULT_MIX = {"tool": 0.55, "arithmetic": 0.3, "smalltalk": 0.15}
+# Tools offered beside the needed ones, and how often a conversation without calls still offers tools.
+_EXTRA_TOOLS_MAX = 2
+_IRRELEVANT_TOOLS_SHARE = 0.4
+
+
+def conversation(rng: random.Random, kinds: list[str], weights: list[float], thinking: bool) -> Conversation:
+    """With thinking on, one trained exchange (maybe after a history exchange, which the template renders without
+    reasoning); with thinking off, one to four exchanges that are all model output, sharing the tools block."""
+    def draw() -> Exchange:
+        return _MAKERS[rng.choices(kinds, weights)[0]](rng, thinking)
+
+    messages: list[dict[str, Any]] = []
+    if rng.random() < 0.3:
+        messages.append({"role": "system", "content": rng.choice(lexicon.SYSTEM_PROMPTS)})
+    count = rng.choices((1, 2, 3, 4), (0.3, 0.3, 0.25, 0.15))[0] if not thinking else 1 + (rng.random() < 0.2)
+    exchanges = [draw() for _ in range(count)]
+    for exchange in exchanges[:-1]:
+        messages += exchange.messages
+    final = exchanges[-1]
+    target = len(messages) + 1
+    messages += final.messages
+    needed = list(dict.fromkeys(name for e in exchanges for name in e.tools_needed))
+    offered = needed or rng.random() < _IRRELEVANT_TOOLS_SHARE
+    tools = _tool_list(rng, needed, _EXTRA_TOOLS_MAX + (not needed)) if offered else []
+    return Conversation(final.kind, messages, tools, thinking, target, final.expected)
 
 
 def generate(seed: int, count: int, mix: dict[str, float] | None = None,
-             thinking_share: float = 0.6) -> list[Conversation]:
+             thinking_share: float = 0.5) -> list[Conversation]:
     """`count` conversations from `seed`; the same arguments always give the same list."""
     mix = mix or DEFAULT_MIX
     unknown = set(mix) - set(_MAKERS)
@@ -141,6 +159,5 @@ def generate(seed: int, count: int, mix: dict[str, float] | None = None,
     kinds, weights = list(mix), [mix[k] for k in mix]
     out = []
     for _ in range(count):
-        kind = rng.choices(kinds, weights)[0]
-        out.append(_MAKERS[kind](rng, rng.random() < thinking_share))
+        out.append(conversation(rng, kinds, weights, rng.random() < thinking_share))
     return out

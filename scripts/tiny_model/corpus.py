@@ -39,6 +39,19 @@ def tokenize(conversations: list[Conversation], renderer: ConversationRenderer, 
     return samples
 
 
+def held_out(train: list[Conversation], seed: int, count: int, renderer: ConversationRenderer) -> list[Conversation]:
+    """`count` conversations from `seed` whose evaluated prompt never occurs among the training conversations'
+    prompts, so the evaluation measures generalisation, not recall of a seen prompt."""
+    seen = {renderer.prompt(c) for c in train}
+    out: list[Conversation] = []
+    for conv in generate(seed, 4 * count):
+        if renderer.prompt(conv) not in seen:
+            out.append(conv)
+            if len(out) == count:
+                return out
+    raise ValueError(f"held_out: fewer than {count} unseen conversations from seed {seed}")
+
+
 def write_jsonl(conversations: list[Conversation], path: str | Path) -> None:
     with open(path, "w", encoding="utf-8") as f:
         for conv in conversations:

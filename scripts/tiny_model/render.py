@@ -4,7 +4,8 @@ Rendering goes through the project's own `tokenizer.chat_template.ChatTemplate` 
 output is what the engine would generate after the generation prompt: for the assistant turn at message i it is
 `render(messages[:i+1])` minus `render(messages[:i], add_generation_prompt=True)`, followed by the stop token the
 model must learn to emit: `<|observation|>` after tool calls, `<|user|>` after an answer. Only assistant turns after
-the last user message are outputs; earlier ones lose their reasoning in the template (history rule) and stay prompt.
+the last user message are outputs with thinking on: earlier ones lose their reasoning in the template (history
+rule) and stay prompt. With thinking off every assistant turn renders as the model would write it, so all are outputs.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ class ConversationRenderer:
             raise ValueError("conversation.messages: needs a user message")
         out: list[Segment] = []
         done = 0  # characters of the full text already covered by segments
-        for i in range(users[-1] + 1, len(conv.messages)):
+        first = users[-1] + 1 if conv.enable_thinking else 0
+        for i in range(first, len(conv.messages)):
             message = conv.messages[i]
             if message["role"] != "assistant":
                 continue

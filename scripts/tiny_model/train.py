@@ -11,6 +11,11 @@ the same machine (torch's CPU kernels may differ across machines in the last bit
 
 from __future__ import annotations
 
+import os
+
+# NOTE: before torch loads OpenMP: busy-waiting threads collapse throughput on cores shared with other processes.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import json
 import logging
@@ -21,13 +26,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from engine.embedded_model import EVAL_CONVERSATIONS
 from engine.model import Glm4MoeForCausalLM
 from kernels.attention import DenseAttention
 from kernels.attention.base import AttentionMetadata
 from scripts.tiny_model.batching import Batch, make_batch, packed_batches
 from scripts.tiny_model.checkpoint import build_untrained, hf_config_dict, save_checkpoint
 from scripts.tiny_model.conversations import generate
-from scripts.tiny_model.corpus import rendered_texts, tokenize
+from scripts.tiny_model.corpus import held_out, rendered_texts, tokenize, write_jsonl
 from scripts.tiny_model.render import ConversationRenderer
 from scripts.tiny_model.router_balance import RouterBalancer
 from tokenizer.bpe_builder import train_glm_bpe, write_model_dir
@@ -74,17 +80,20 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--conversations", type=int, default=24000, help="training conversations to generate")
+    parser.add_argument("--conversations", type=int, default=12000, help="training conversations to generate")
+    parser.add_argument("--eval-conversations", type=int, default=400, help="held-out conversations to write")
     parser.add_argument("--tokenizer-conversations", type=int, default=6000)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=1024, help="longest training sequence")
-    parser.add_argument("--steps", type=int, default=1200)
-    parser.add_argument("--tokens-per-step", type=int, default=6144)
+    parser.add_argument("--steps", type=int, default=560)
+    parser.add_argument("--tokens-per-step", type=int, default=4096)
     parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--warmup", type=int, default=60)
+    parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=20)
+    parser.add_argument("--max-minutes", type=float, default=44.0,
+                        help="guard: stop early (and say so) if training runs past this; the schedule stays step-based")
     return parser.parse_args()
 
 
@@ -97,12 +106,13 @@ def main() -> None:
 
     renderer = ConversationRenderer()
     conversations = generate(args.seed, args.conversations)
-    held_out = generate(args.seed + 10_000, 64)
+    evaluation = held_out(conversations, args.seed + 1, args.eval_conversations, renderer)
     bpe = train_glm_bpe(rendered_texts(conversations[: args.tokenizer_conversations], renderer),
                         vocab_size=args.vocab_size)
     write_model_dir(bpe, args.out)
+    write_jsonl(evaluation, args.out / EVAL_CONVERSATIONS)
     samples = tokenize(conversations, renderer, bpe, args.max_tokens)
-    held_samples = tokenize(held_out, renderer, bpe, args.max_tokens)
+    held_samples = tokenize(evaluation[:64], renderer, bpe, args.max_tokens)
     num_tokens = sum(len(s.ids) for s in samples)
     logger.info("corpus: %d samples, %d tokens (%.0f per sample), %.1f%% model output; %.0fs", len(samples),
                 num_tokens, num_tokens / len(samples),
@@ -118,7 +128,7 @@ def main() -> None:
     attn = DenseAttention(config.num_attention_heads, config.num_key_value_heads, config.head_dim,
                           config.head_dim**-0.5)
     optimizer = make_optimizer(model, args.lr, args.weight_decay)
-    balancer = RouterBalancer(model)
+    balancer = RouterBalancer(model, rate=3e-3)
     held_batches = [make_batch(held_samples[i : i + 16], pad_id) for i in range(0, len(held_samples), 16)]
     batches = packed_batches(samples, args.tokens_per_step, args.seed)
     tokens_seen, window_start = 0, time.time()
@@ -136,11 +146,14 @@ def main() -> None:
         if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
             elapsed = time.time() - window_start
             logger.info("step %d/%d loss %.4f mtp %.4f lr %.2e | %.0f tok/s | expert load max/min %s | %.0fs",
-                        step + 1, args.steps, float(main), float(mtp), optimizer.param_groups[0]["lr"],
+                        step + 1, args.steps, main.item(), mtp.item(), optimizer.param_groups[0]["lr"],
                         tokens_seen / elapsed, balancer.imbalance(), time.time() - started)
             tokens_seen, window_start = 0, time.time()
         if (step + 1) % (args.log_every * 10) == 0 or step + 1 == args.steps:
             logger.info("held-out loss %.4f mtp %.4f", *held_out_losses(model, held_batches, attn))
+        if time.time() - started > 60 * args.max_minutes:
+            logger.warning("stopping at step %d of %d: past --max-minutes %.0f", step + 1, args.steps, args.max_minutes)
+            break
     save_checkpoint(model.eval(), hf_config, args.out)
     (args.out / "training_args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
     logger.info("saved %s in %.0fs", args.out, time.time() - started)
