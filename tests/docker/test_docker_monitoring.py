@@ -144,6 +144,37 @@ def test_dashboard_queries_pass_promtool(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+def test_ratio_panels_compute_the_vllm_definitions(tmp_path: Path) -> None:
+    """promtool evaluates the dashboard's ratio queries on synthetic counters (per minute: 10 verify rounds, 20
+    drafted, 15 accepted = 9 at position 0 + 6 at position 1; 40 prefix-cache query tokens, 30 hits)."""
+    promtool = tool_path("promtool")
+    labels = '{model_name="m",engine="0"}'
+    per_minute = {"vllm:spec_decode_num_drafts_total" + labels: 10,
+                  "vllm:spec_decode_num_draft_tokens_total" + labels: 20,
+                  "vllm:spec_decode_num_accepted_tokens_total" + labels: 15,
+                  'vllm:spec_decode_num_accepted_tokens_per_pos_total{model_name="m",engine="0",position="0"}': 9,
+                  'vllm:spec_decode_num_accepted_tokens_per_pos_total{model_name="m",engine="0",position="1"}': 6,
+                  "vllm:prefix_cache_queries_total" + labels: 40, "vllm:prefix_cache_hits_total" + labels: 30}
+    expected = {  # (panel, legend) -> {result labels: value x 1000}
+        ("Speculative decoding acceptance rate", "all positions"): {"{}": 750},  # accepted / drafted
+        ("Speculative decoding acceptance rate", "position {{position}}"): {'{position="0"}': 900,
+                                                                           '{position="1"}': 600},
+        ("Speculative decoding mean acceptance length", "tokens per verify step"): {"{}": 2500},  # 1 + 15/10
+        ("Prefix-cache hit rate", "hit rate (tokens)"): {"{}": 750},
+    }
+    exprs = {(p["title"], t["legendFormat"]): concrete(t["expr"], "m") for p, t in targets()}
+    checks = [{"expr": f"round(({exprs[key]}) * 1000)", "eval_time": "10m",
+               "exp_samples": [{"labels": lab, "value": value} for lab, value in samples.items()]}
+              for key, samples in expected.items()]
+    spec = {"rule_files": [], "evaluation_interval": "1m", "tests": [{
+        "interval": "1m", "promql_expr_test": checks,
+        "input_series": [{"series": series, "values": f"0+{step}x10"} for series, step in per_minute.items()]}]}
+    path = tmp_path / "ratio_test.yml"
+    path.write_text(yaml.safe_dump(spec))
+    result = subprocess.run([promtool, "test", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # --- Against the real server -------------------------------------------------------------------------------------
 
 def exposed(text: str) -> tuple[set[str], set[str]]:
