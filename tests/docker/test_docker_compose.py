@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import DOCKER_DIR, compose_command
 from docker_files import Dockerfile, duration_seconds
+from docker_support import DOCKER_DIR, compose_command
 from served_command import REPO, command_env
 
 from server.cli import build_parser

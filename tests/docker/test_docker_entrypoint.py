@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from conftest import DOCKER_DIR, embedded_model_dir
 from docker_files import Dockerfile
+from docker_support import DOCKER_DIR, embedded_model_dir
 from served_command import ServedCommand, command_env, free_port
 
 

@@ -13,8 +13,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import DOCKER_DIR, embedded_model_dir
 from docker_files import Dockerfile, duration_seconds
+from docker_support import DOCKER_DIR, embedded_model_dir
 from served_command import REPO
 
 from server.cli import build_parser

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from conftest import DOCKER_DIR, send_traffic, tool_path
+from docker_support import DOCKER_DIR, send_traffic, tool_path
 from promql_names import metric_names, substitute_variables
 from served_command import ServedCommand, free_port
 
