@@ -65,6 +65,27 @@ class SchedulerConfig:
 
 
 @dataclass(frozen=True)
+class SpeculativeConfig:
+    """MTP speculative decoding (vLLM's `speculative_config` with method "mtp"): engine/mtp_proposer.py."""
+
+    num_speculative_tokens: int = 0  # k: draft tokens verified per request per step; 0 = off
+    # Steps with more sampling requests than this draft nothing (verify rows cost real compute once the batch is
+    # large); None = always draft. NOTE: a request that skipped its MTP draft-extend once never drafts again.
+    disable_by_batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        k = self.num_speculative_tokens
+        _need(isinstance(k, int) and not isinstance(k, bool) and k >= 0,
+              f"num_speculative_tokens must be an int >= 0, got {k!r}")
+        if self.disable_by_batch_size is not None:
+            _positive_int("speculative_disable_by_batch_size", self.disable_by_batch_size)
+
+    @property
+    def is_enabled(self) -> bool:
+        return self.num_speculative_tokens > 0
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     model: str  # model directory
     model_config: ModelConfig  # the checkpoint's config.json
@@ -73,9 +94,13 @@ class EngineConfig:
     cache: CacheConfig
     scheduler: SchedulerConfig
     seed: int = 0  # seeds the sampler's shared generator (requests without their own seed)
+    speculative: SpeculativeConfig = SpeculativeConfig()  # MTP drafts (off by default)
 
     def __post_init__(self) -> None:
         _need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an int, got {self.seed!r}")
+        _need(not self.speculative.is_enabled or self.model_config.has_mtp,
+              f"num_speculative_tokens={self.speculative.num_speculative_tokens}: the checkpoint has no MTP layer "
+              "(num_nextn_predict_layers is 0)")
         limit = self.model_config.max_position_embeddings
         _need(self.scheduler.max_model_len <= limit,
               f"max_model_len ({self.scheduler.max_model_len}) exceeds the model's max_position_embeddings ({limit})")

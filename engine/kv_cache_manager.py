@@ -3,14 +3,19 @@
 Contract with the scheduler:
 - `get_computed_blocks(request)` once at admission: the longest run of registered full blocks equal to the
   request's prefix (never its whole sequence: at least one token is left to compute, which yields the logits).
-- `allocate_slots(request, num_new_tokens, computed_blocks)` before each step: makes room for positions
-  [0, num_computed_tokens + hit + num_new_tokens); returns False, changing nothing, when the pool is short.
+- `allocate_slots(request, num_new_tokens, computed_blocks, num_lookahead_tokens)` before each step: makes room
+  for positions [0, num_computed_tokens + hit + num_new_tokens + num_lookahead_tokens); returns False, changing
+  nothing, when the pool is short. Lookahead slots hold the MTP proposer's draft-step KV, written after the step.
 - `free(request)` when it finishes, is aborted or is preempted: every block it holds returns to the pool.
 
 NOTE: blocks are registered in the prefix cache as soon as their tokens are known and scheduled, before the step
 that writes their KV has run. A request admitted in the same step may then hit them: this is correct because
 every attention backend writes the step's new K/V into the cache before it attends (kernels/attention/base.py),
 and steps run in order on the device.
+
+NOTE (speculative decoding): only known tokens (`all_token_ids`, never drafts) are registered, so KV written for
+rejected drafts never enters the prefix cache. After a rollback the request keeps its tail blocks (they hold no
+committed KV and no registered hash); its next step reuses them, and `free` returns them with the rest.
 """
 
 from __future__ import annotations
@@ -62,13 +67,15 @@ class KVCacheManager:
             parent = hashes[i]
         return hits, len(hits) * bs
 
-    def allocate_slots(self, request: Request, num_new_tokens: int, computed_blocks: list[KVBlock] | None = None) -> bool:
-        """Hold blocks for positions [0, num_computed_tokens + len(computed_blocks) * block_size + num_new_tokens)."""
+    def allocate_slots(self, request: Request, num_new_tokens: int, computed_blocks: list[KVBlock] | None = None,
+                       num_lookahead_tokens: int = 0) -> bool:
+        """Hold blocks for positions [0, num_computed_tokens + len(computed_blocks) * block_size + num_new_tokens
+        + num_lookahead_tokens)."""
         computed_blocks = computed_blocks or []
         blocks = self._blocks.get(request.request_id)
         num_held = (len(blocks) if blocks else 0) + len(computed_blocks)
         num_total = request.num_computed_tokens + len(computed_blocks) * self.block_size + num_new_tokens
-        num_new_blocks = max(0, self.num_blocks_needed(num_total) - num_held)
+        num_new_blocks = max(0, self.num_blocks_needed(num_total + num_lookahead_tokens) - num_held)
         num_reclaimed = sum(1 for b in computed_blocks if b.ref_cnt == 0)  # free cached hits leave the free queue
         if num_new_blocks + num_reclaimed > self.pool.num_free_blocks:
             return False

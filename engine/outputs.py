@@ -27,6 +27,12 @@ class ScheduledRequest:
     prompt_token_ids: tuple[int, ...]  # for the sampler's state (penalties), read on first sight
     sampling_params: SamplingParams
     stop_token_ids: frozenset[int]  # masked by the sampler until min_tokens outputs exist
+    # Drafts verified this step: the last len(spec_token_ids) entries of token_ids (rows after the last committed
+    # token). The step emits 1..len + 1 tokens; rejected rows are rolled back by the scheduler.
+    spec_token_ids: tuple[int, ...] = ()
+    # The known token right after this step's rows (a prefill chunk that stops short of the sequence's end), -1
+    # otherwise: the MTP draft-extend input of the chunk's last row.
+    next_token_id: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +77,14 @@ class SampledLogprobs:
 @dataclass(frozen=True, slots=True)
 class ModelRunnerOutput:
     req_ids: tuple[str, ...]  # requests that sampled a token this step, in row order
-    sampled_token_ids: tuple[int, ...]  # one per req_id
+    # One per req_id: the token sampled after the request's last accepted row (with drafts: the bonus token, or
+    # the target's correction of the first rejected draft).
+    sampled_token_ids: tuple[int, ...]
     logprobs: tuple[SampledLogprobs | None, ...] | None  # one per req_id; None when no row asked for logprobs
+    # Speculative decoding (all empty/None without it), one entry per req_id:
+    num_accepted_drafts: tuple[int, ...] = ()  # n: the step's drafts spec_token_ids[:n] are emitted before the token
+    spec_logprobs: tuple[tuple[SampledLogprobs, ...] | None, ...] | None = None  # logprobs of those n drafts
+    spec_token_ids: tuple[tuple[int, ...], ...] = ()  # drafts proposed for the request's next step
 
 
 @dataclass(frozen=True, slots=True)

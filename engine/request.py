@@ -45,9 +45,13 @@ class Request:
     all_token_ids: list[int] = field(default_factory=list)  # prompt + outputs known on the host
     output_token_ids: list[int] = field(default_factory=list)  # outputs known on the host (append-only)
     num_computed_tokens: int = 0  # tokens whose KV is in the cache (or being written by a launched step)
-    # NOTE: tokens sampled by a launched step whose value the host has not seen yet (async scheduling; 0 or 1,
-    # later 1 + k with speculative decoding). The scheduler counts them as part of the sequence already.
+    # NOTE: tokens sampled by a launched step whose value the host has not seen yet (async scheduling: 0 or 1;
+    # speculative decoding: 1 + the drafts verified by that step, the most it can emit). The scheduler counts them
+    # as part of the sequence already; processing the step's output removes them again.
     num_output_placeholders: int = 0
+    # Drafts for the next step (MTP proposer): verified there, never part of the sequence unless accepted. The
+    # scheduler trims them to the request's room and budget, moves them into the step, and drops them on preemption.
+    spec_token_ids: list[int] = field(default_factory=list)
     num_cached_tokens: int = -1  # prefix-cache hit at first admission (-1: not admitted yet)
     num_preemptions: int = 0
     status: RequestStatus = RequestStatus.WAITING

@@ -8,9 +8,10 @@ The one counter model
     the next token there: one output placeholder, replaced by the token when the step's output is processed.
     A prompt is a long gap (chunked when the budget is short), a decode a gap of 1, a prefix-cache hit starts the
     counter at the hit, preemption frees the blocks and resets the counter to 0 (recompute), and speculative
-    decoding will add k draft tokens to the target (gap 1 + k) and roll back rejections by lowering the counter.
+    decoding adds the request's k draft tokens to the target (gap 1 + k; the step holds 1 + k placeholders, the
+    most it can emit) and rolls back the rejected drafts by lowering the counter by their number.
     Invariant: 0 <= num_computed_tokens <= target <= max_model_len, and a scheduled request holds KV blocks for
-    every position below num_computed_tokens.
+    every position below num_computed_tokens (plus, with speculation, the MTP draft steps' lookahead slots).
 
 Policy per step: one token budget (max_num_batched_tokens); running requests first in admission order, then
 waiting requests in arrival order (preempted ones at the front) while max_num_seqs, the budget and the KV pool
@@ -24,14 +25,19 @@ from collections.abc import Iterable
 
 from engine.engine_config import SchedulerConfig
 from engine.kv_cache_manager import KVCacheManager
-from engine.outputs import EngineCoreOutput, ModelRunnerOutput, ScheduledRequest, SchedulerOutput
+from engine.outputs import EngineCoreOutput, ModelRunnerOutput, SampledLogprobs, ScheduledRequest, SchedulerOutput
 from engine.request import Request, RequestStatus
+from engine.spec_decode_stats import SpecDecodingStats
 
 
 class Scheduler:
-    def __init__(self, config: SchedulerConfig, kv_cache_manager: KVCacheManager) -> None:
+    def __init__(self, config: SchedulerConfig, kv_cache_manager: KVCacheManager,
+                 num_speculative_tokens: int = 0) -> None:
         self.config = config
         self.kv = kv_cache_manager
+        # MTP draft steps 2..k write KV one position past each other, beyond the step's rows (see mtp_proposer.py).
+        self.num_lookahead_tokens = max(num_speculative_tokens - 1, 0)
+        self.spec_decode_stats = SpecDecodingStats(num_speculative_tokens)  # cumulative
         self.requests: dict[str, Request] = {}  # every unfinished request
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []  # admission order: the newest is preempted first
@@ -90,7 +96,7 @@ class Scheduler:
             if num_new == 0:
                 index += 1
                 continue
-            while not self.kv.allocate_slots(request, num_new):
+            while not self._allocate(request, num_new, request.num_computed_tokens + num_new):
                 victim = self.running.pop()  # the newest
                 self._preempt(victim)
                 preempted.append(victim.request_id)
@@ -117,24 +123,31 @@ class Scheduler:
     def update_from_output(
         self, scheduler_output: SchedulerOutput, runner_output: ModelRunnerOutput
     ) -> list[EngineCoreOutput]:
-        """Append each sampled token, check stop conditions, free finished requests."""
-        del scheduler_output  # NOTE: all progress was counted at schedule time; kept for speculative decoding
+        """Per sampled request: roll back its rejected drafts, append the accepted drafts and then the sampled token
+        up to the first stop condition (nothing after it is emitted), free it when finished, else keep its drafts
+        for the next step."""
+        drafts_of = {s.request_id: s.spec_token_ids for s in scheduler_output.scheduled if s.spec_token_ids}
         outputs = []
-        logprobs = runner_output.logprobs
-        max_model_len = self.config.max_model_len
-        for row, (request_id, token_id) in enumerate(zip(runner_output.req_ids, runner_output.sampled_token_ids)):
+        for row, request_id in enumerate(runner_output.req_ids):
             request = self.requests.get(request_id)
             if request is None:  # finished or aborted while this step was in flight: drop the token
                 continue
-            request.num_output_placeholders -= 1
-            finished = request.append_output_token(token_id, max_model_len)
-            if finished:
+            drafts = drafts_of.get(request_id, ())
+            num_accepted = runner_output.num_accepted_drafts[row] if drafts else 0
+            request.num_output_placeholders -= 1 + len(drafts)
+            if drafts:  # NOTE: the rejected rows' KV lies past the counter now and is overwritten later
+                request.num_computed_tokens -= len(drafts) - num_accepted
+                self.spec_decode_stats.observe(len(drafts), num_accepted)
+            new_token_ids = drafts[:num_accepted] + (runner_output.sampled_token_ids[row],)
+            num_new = self._append_tokens(request, new_token_ids)
+            if request.is_finished:
                 self._release(request)
-            row_logprobs = logprobs[row] if logprobs is not None else None
+            elif runner_output.spec_token_ids:
+                request.spec_token_ids = list(runner_output.spec_token_ids[row])
             outputs.append(EngineCoreOutput(
                 request_id=request_id,
-                new_token_ids=(token_id,),
-                new_logprobs=(row_logprobs,) if row_logprobs is not None else None,
+                new_token_ids=new_token_ids[:num_new],
+                new_logprobs=_new_logprobs(runner_output, row, num_new),
                 finish_reason=request.finish_reason,
                 stop_reason=request.stop_reason,
                 num_cached_tokens=max(request.num_cached_tokens, 0),
@@ -144,10 +157,33 @@ class Scheduler:
     # ---- helpers --------------------------------------------------------------------------------------------
 
     def _num_tokens_wanted(self, request: Request) -> int:
-        """Tokens that would bring the request up to its target; 0 once its last allowed token is in flight."""
-        if request.num_output_tokens + request.num_output_placeholders >= request.max_tokens:
+        """Tokens that would bring the request up to its target, drafts included (first trimmed to the request's
+        room); 0 once its last allowed token is in flight."""
+        num_left = request.max_tokens - request.num_output_tokens - request.num_output_placeholders
+        if num_left <= 0:
             return 0
-        return request.num_tokens_with_placeholders - request.num_computed_tokens
+        drafts = request.spec_token_ids
+        if drafts:  # NOTE: a step emits up to 1 + len(drafts) tokens; all of them must fit both limits
+            room = min(num_left, self.config.max_model_len - request.num_tokens_with_placeholders) - 1
+            del drafts[max(room, 0):]
+        return request.num_tokens_with_placeholders + len(drafts) - request.num_computed_tokens
+
+    def _allocate(self, request: Request, num_new: int, end: int, computed_blocks=None) -> bool:
+        """KV slots for the step's rows (up to position `end`), plus the MTP draft steps' lookahead slots when the
+        step samples; without the lookahead when the pool is short (the proposer then drafts fewer tokens)."""
+        lookahead = 0
+        if self.num_lookahead_tokens and end >= request.num_tokens_with_placeholders:
+            lookahead = min(self.num_lookahead_tokens, max(self.config.max_model_len - end, 0))
+        if lookahead and self.kv.allocate_slots(request, num_new, computed_blocks, lookahead):
+            return True
+        return self.kv.allocate_slots(request, num_new, computed_blocks)
+
+    def _append_tokens(self, request: Request, token_ids: tuple[int, ...]) -> int:
+        """Append in order until one finishes the request; returns how many were appended."""
+        for num_appended, token_id in enumerate(token_ids, start=1):
+            if request.append_output_token(token_id, self.config.max_model_len):
+                return num_appended
+        return len(token_ids)
 
     def _admit_waiting(self, budget: int, scheduled: list[ScheduledRequest]) -> int:
         chunked = self.config.enable_chunked_prefill
@@ -161,7 +197,7 @@ class Scheduler:
                 if not chunked:
                     break
                 num_new = budget
-            if not self.kv.allocate_slots(request, num_new, computed_blocks):
+            if not self._allocate(request, num_new, num_hit + num_new, computed_blocks):
                 break
             self.waiting.popleft()
             request.status = RequestStatus.RUNNING
@@ -176,13 +212,19 @@ class Scheduler:
     def _advance(self, request: Request, num_new: int) -> ScheduledRequest:
         start = request.num_computed_tokens
         end = start + num_new
-        is_sampled = end == request.num_tokens_with_placeholders
+        num_known = request.num_tokens_with_placeholders
+        is_sampled = end >= num_known
+        drafts: tuple[int, ...] = ()
+        if request.spec_token_ids:  # the drafts the budget let in are verified; the rest are dropped
+            drafts = tuple(request.spec_token_ids[: max(end - num_known, 0)])
+            request.spec_token_ids = []
         request.num_computed_tokens = end
         if is_sampled:
-            request.num_output_placeholders += 1
+            request.num_output_placeholders += 1 + len(drafts)
+        all_token_ids = request.all_token_ids
         return ScheduledRequest(
             request_id=request.request_id,
-            token_ids=tuple(request.all_token_ids[start:end]),
+            token_ids=tuple(all_token_ids[start:end]) + drafts,
             num_computed_tokens=start,
             num_scheduled_tokens=num_new,
             block_ids=tuple(self.kv.block_ids(request.request_id)),
@@ -190,12 +232,15 @@ class Scheduler:
             prompt_token_ids=request.prompt_token_ids,
             sampling_params=request.sampling_params,
             stop_token_ids=request.stop_token_ids,
+            spec_token_ids=drafts,
+            next_token_id=all_token_ids[end] if end < len(all_token_ids) else -1,
         )
 
     def _preempt(self, request: Request) -> None:
         self.kv.free(request)
         request.status = RequestStatus.PREEMPTED
         request.num_computed_tokens = 0
+        request.spec_token_ids = []
         request.num_preemptions += 1
         self.num_preemptions += 1
         self.waiting.appendleft(request)
@@ -209,3 +254,13 @@ class Scheduler:
         self.kv.free(request)
         del self.requests[request.request_id]
         self._finished_req_ids.add(request.request_id)
+
+
+def _new_logprobs(runner_output: ModelRunnerOutput, row: int, num_new: int) -> tuple[SampledLogprobs, ...] | None:
+    """Logprobs of the first `num_new` emitted tokens of `row` (accepted drafts, then the sampled token)."""
+    logprobs = runner_output.logprobs
+    sampled = logprobs[row] if logprobs is not None else None
+    if sampled is None:
+        return None
+    drafts = runner_output.spec_logprobs[row] if runner_output.spec_logprobs is not None else None
+    return ((drafts or ()) + (sampled,))[:num_new]
