@@ -6,6 +6,8 @@ It knows nothing of HTTP, threads or tokenizers. Two loop bodies drive it, chose
   read back, so the host's scheduling and input preparation hide behind the device's work (as SGLang's overlap
   scheduler and vLLM's async scheduling do). Outputs are identical: a request's next input token is taken from the
   previous step's device tensor, and a request that finished meanwhile has its extra token dropped.
+Speculative decoding (MTP drafts, verified in the same step) always uses `step()`: drafting needs each step's
+emitted tokens on the host, so there is nothing left to overlap.
 """
 
 from __future__ import annotations
@@ -66,10 +68,13 @@ class EngineCore:
         runner = ModelRunner(model, config)
         num_blocks = runner.initialize_kv_cache()
         kv = KVCacheManager(num_blocks, config.cache.block_size, config.cache.enable_prefix_caching)
-        scheduler = Scheduler(config.scheduler, kv)
+        spec = config.speculative
+        scheduler = Scheduler(config.scheduler, kv, spec.num_speculative_tokens)
         eos = tuple(config.model_config.eos_token_id) + generation_config_eos(config.model) + tuple(extra_eos_token_ids)
+        if spec.is_enabled and config.scheduler.async_scheduling:
+            logger.info("speculative decoding runs the synchronous engine loop (async_scheduling ignored)")
         return cls(scheduler, runner, config.model_config.vocab_size, tuple(dict.fromkeys(eos)),
-                   config.scheduler.async_scheduling)
+                   config.scheduler.async_scheduling and not spec.is_enabled)
 
     # ---- requests -------------------------------------------------------------------------------------------
 

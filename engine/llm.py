@@ -20,6 +20,7 @@ from engine.engine_config import (
     CacheConfig,
     EngineConfig,
     SchedulerConfig,
+    SpeculativeConfig,
     default_async_scheduling,
     resolve_max_model_len,
 )
@@ -65,6 +66,8 @@ class LLM:
         gpu_memory_utilization: float = 0.9,
         num_blocks_override: int | None = None,
         async_scheduling: bool | None = None,
+        num_speculative_tokens: int = 0,
+        speculative_disable_by_batch_size: int | None = None,
         seed: int = 0,
         tokenizer: str | Path | None = None,
         skip_tokenizer_init: bool = False,
@@ -91,6 +94,8 @@ class LLM:
                 async_scheduling=default_async_scheduling(device) if async_scheduling is None else async_scheduling,
             ),
             seed=seed,
+            speculative=SpeculativeConfig(num_speculative_tokens=num_speculative_tokens,
+                                          disable_by_batch_size=speculative_disable_by_batch_size),
         )
         self.tokenizer = None if skip_tokenizer_init else load_tokenizer(Path(tokenizer) if tokenizer else model_dir)
         # The tokenizer's stop ids complete generation_config's EOS list (GLM's <|user|>, <|observation|>).

@@ -9,6 +9,12 @@ Device-side state kept between steps:
 - the previous step's sampled tokens, still on the device: with async scheduling a request's next input token
   is gathered from there (no host round trip);
 - per-request sampling state (generator, penalty counts), dropped when the scheduler reports the request finished.
+
+Speculative decoding (num_speculative_tokens k > 0): a sampling request's rows end with its k_r drafts; the logits of
+its last k_r + 1 rows are verified by the RejectionSampler (after all sampling parameters, each row seeing its
+earlier drafts), and the MTPProposer then drafts the next step's tokens from this step's hidden states. These steps
+run synchronously (their output is read back before returning): the draft-extend needs the emitted tokens, and the
+engine uses its synchronous loop with speculation.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import numpy as np
 import torch
 
 from engine.engine_config import EngineConfig
-from engine.outputs import ModelRunnerOutput, SampledLogprobs, SchedulerOutput
-from engine.sampler import Sampler, SamplerOutput, SamplingBatch, SamplingRequestState, SamplingRow
+from engine.mtp_proposer import DraftExtendBatch, MTPProposer
+from engine.outputs import ModelRunnerOutput, SampledLogprobs, ScheduledRequest, SchedulerOutput
+from engine.rejection_sampler import RejectionSampler
+from engine.sampler import Sampler, SamplerOutput, SamplingBatch, SamplingRequestState, SamplingRow, compute_logprobs
 from kernels.attention.base import AttentionBackend, AttentionMetadata
 from kernels.attention.torch_paged import TorchPagedAttention, allocate_kv_caches, kv_cache_bytes_per_block
 
@@ -37,10 +45,12 @@ class StepInputs:
     input_ids: torch.Tensor  # [T] int64 on the device; rows in `fill_dst` still hold 0 until filled
     positions: torch.Tensor  # [T] int64 on the device
     metadata: AttentionMetadata
-    logits_rows: torch.Tensor  # [S] int64 on the device: the last row of each sampling request
+    logits_rows: torch.Tensor  # [S] int64 on the device: the last 1 + k_r rows of each sampling request
     sampled_req_ids: tuple[str, ...]  # [S]
     fill_dst: torch.Tensor | None  # [F] int64 rows whose token the previous step sampled (async scheduling)
     fill_src: torch.Tensor | None  # [F] int64 rows of the previous step's sampled-token tensor
+    query_start_cpu: np.ndarray  # [B+1] int64 host copy of query_start_loc
+    block_table_cpu: np.ndarray  # [B, max_blocks] int32 host copy of the block tables
 
 
 class PendingRunnerOutput:
@@ -79,6 +89,16 @@ class PendingRunnerOutput:
         return ModelRunnerOutput(self._req_ids, tuple(tokens), logprobs)
 
 
+@dataclass(frozen=True, slots=True)
+class FinishedRunnerOutput:
+    """A step whose output is already on the host (speculative steps run synchronously)."""
+
+    output: ModelRunnerOutput
+
+    def result(self) -> ModelRunnerOutput:
+        return self.output
+
+
 class ModelRunner:
     def __init__(self, model: torch.nn.Module, config: EngineConfig) -> None:
         self.model = model
@@ -95,6 +115,11 @@ class ModelRunner:
         self._prev_tokens: torch.Tensor | None = None  # [S] int64 device: the previous step's sampled tokens
         self._prev_rows: dict[str, int] = {}  # request id -> row of _prev_tokens
         self._prev_pending: PendingRunnerOutput | None = None
+        self.proposer: MTPProposer | None = None  # speculative decoding: the drafter (tests may swap in a double)
+        self.rejection_sampler: RejectionSampler | None = None
+        if config.speculative.is_enabled:
+            self.proposer = MTPProposer(model, config.speculative, self.block_size, self.device)
+            self.rejection_sampler = RejectionSampler(self.sampler)
 
     # ---- KV cache -------------------------------------------------------------------------------------------
 
@@ -147,6 +172,8 @@ class ModelRunner:
     def execute_model(self, scheduler_output: SchedulerOutput) -> PendingRunnerOutput:
         for request_id in scheduler_output.finished_req_ids:
             self._states.pop(request_id, None)
+        if self.proposer is not None:
+            self.proposer.forget(scheduler_output.finished_req_ids)
         if scheduler_output.is_empty:
             return PendingRunnerOutput(self, (), None)
         assert self.attn is not None, "initialize_kv_cache() must run first"
@@ -157,6 +184,8 @@ class ModelRunner:
             input_ids[inputs.fill_dst] = self._prev_tokens[inputs.fill_src]
         self.attn.plan(inputs.metadata)
         hidden = self.model(input_ids, inputs.positions, self.attn)  # [T, H]
+        if self.proposer is not None:
+            return FinishedRunnerOutput(self._verify_and_propose(scheduler_output, inputs, hidden))
         sampler_output = None
         if inputs.sampled_req_ids:
             logits = self.model.compute_logits(hidden[inputs.logits_rows])  # [S, V] fp32
@@ -208,10 +237,12 @@ class ModelRunner:
             input_ids=to_dev(input_ids, torch.int64),
             positions=to_dev(positions, torch.int64),
             metadata=metadata,
-            logits_rows=to_dev(cu[1:][sampled] - 1, torch.int64),
+            logits_rows=to_dev(_logits_rows(scheduled, sampled, cu), torch.int64),
             sampled_req_ids=tuple(scheduled[i].request_id for i in sampled),
             fill_dst=None if fill_dst is None else to_dev(fill_dst, torch.int64),
             fill_src=None if fill_src is None else to_dev(fill_src, torch.int64),
+            query_start_cpu=cu,
+            block_table_cpu=block_table,
         )
 
     def _gather_input_ids(self, scheduled, cu: np.ndarray, num_tokens: int):
@@ -231,20 +262,122 @@ class ModelRunner:
             raise RuntimeError(f"request {exc.args[0]!r} has an in-flight token the previous step did not sample") from None
         return input_ids, fill_dst, fill_src
 
+    def _request_states(self, sampled: list[ScheduledRequest]) -> list[SamplingRequestState]:
+        """Each sampling request's state, created at its first sampled step."""
+        states = []
+        for s in sampled:
+            state = self._states.get(s.request_id)
+            if state is None:
+                state = SamplingRequestState(s.sampling_params, s.prompt_token_ids, [], s.stop_token_ids)
+                self._states[s.request_id] = state
+            states.append(state)
+        return states
+
     def _sampling_rows(self, scheduler_output: SchedulerOutput, req_ids: tuple[str, ...]) -> list[SamplingRow]:
         by_id = {s.request_id: s for s in scheduler_output.scheduled if s.is_sampled}
-        states = []
-        for request_id in req_ids:
-            state = self._states.get(request_id)
-            if state is None:
-                s = by_id[request_id]
-                state = SamplingRequestState(s.sampling_params, s.prompt_token_ids, [], s.stop_token_ids)
-                self._states[request_id] = state
-            states.append(state)
+        states = self._request_states([by_id[request_id] for request_id in req_ids])
         pending = self._prev_pending
         if pending is not None and any(_needs_exact_history(s) for s in states):
             pending.result()  # NOTE: a host sync, only for penalties/min_tokens under async scheduling
         return [SamplingRow(state) for state in states]
+
+    # ---- speculative decoding -------------------------------------------------------------------------------
+
+    def _verify_and_propose(self, scheduler_output: SchedulerOutput, inputs: StepInputs,
+                            hidden: torch.Tensor) -> ModelRunnerOutput:
+        """Emit 1..k_r + 1 tokens per sampling request by exact rejection sampling of its k_r drafts (k_r = 0: one
+        plain draw), then draft the next step's tokens from this step's hidden states."""
+        assert self.proposer is not None and self.rejection_sampler is not None
+        sampled = [s for s in scheduler_output.scheduled if s.is_sampled]
+        emitted: list[list[int]] = []
+        logprobs = spec_logprobs = None
+        if sampled:
+            states = self._request_states(sampled)
+            drafts = [s.spec_token_ids for s in sampled]
+            rows = [SamplingRow(state, d[:j]) for state, d in zip(states, drafts) for j in range(len(d) + 1)]
+            batch = SamplingBatch.build(rows, self.vocab_size, self.device)
+            logits = self.model.compute_logits(hidden[inputs.logits_rows])  # [sum(k_r + 1), V] fp32
+            verified = self.rejection_sampler(self.sampler.compute_probs(logits, batch), drafts, states)
+            emitted = verified.tolist()  # NOTE: the step's host sync; drafting needs the emitted tokens
+            for state, tokens in zip(states, emitted):
+                state.output_token_ids.extend(tokens)  # type: ignore[attr-defined]
+            if batch.max_num_logprobs >= 0:
+                logprobs, spec_logprobs = self._verify_logprobs(logits, emitted, drafts, states,
+                                                                batch.max_num_logprobs)
+        extend = self._draft_extend_batch(scheduler_output.scheduled, inputs, emitted)
+        next_drafts = self.proposer.propose(hidden, extend, self.attn)
+        return ModelRunnerOutput(
+            req_ids=tuple(s.request_id for s in sampled),
+            sampled_token_ids=tuple(tokens[-1] for tokens in emitted),
+            logprobs=logprobs,
+            num_accepted_drafts=tuple(len(tokens) - 1 for tokens in emitted),
+            spec_logprobs=spec_logprobs,
+            spec_token_ids=next_drafts,
+        )
+
+    def _draft_extend_batch(self, scheduled: tuple[ScheduledRequest, ...], inputs: StepInputs,
+                            emitted: list[list[int]]) -> DraftExtendBatch:
+        """Each request's newly committed rows (all its rows but the rejected drafts'), each paired with the token
+        that follows it: the next known token, an accepted draft, or the token just emitted."""
+        num_reqs = len(scheduled)
+        query_lens = np.empty(num_reqs, np.int64)
+        input_ids: list[int] = []
+        emitted_iter = iter(emitted)
+        for i, s in enumerate(scheduled):
+            if s.is_sampled:
+                tokens = next(emitted_iter)
+                num_rows = s.num_scheduled_tokens - len(s.spec_token_ids) + len(tokens) - 1
+                input_ids += s.token_ids[1:num_rows]
+                input_ids.append(tokens[-1])
+            else:
+                assert s.next_token_id >= 0, f"{s.request_id}: a prefill chunk's next token must be known"
+                num_rows = s.num_scheduled_tokens
+                input_ids += s.token_ids[1:]
+                input_ids.append(s.next_token_id)
+            query_lens[i] = num_rows
+        cu = inputs.query_start_cpu
+        hidden_rows = None
+        if not np.array_equal(query_lens, cu[1:] - cu[:-1]):
+            starts = np.cumsum(query_lens) - query_lens
+            hidden_rows = np.repeat(cu[:-1] - starts, query_lens) + np.arange(int(query_lens.sum()))
+        return DraftExtendBatch(
+            req_ids=tuple(s.request_id for s in scheduled),
+            hidden_rows=hidden_rows,
+            input_ids=np.array(input_ids, np.int64),
+            query_lens=query_lens,
+            start_positions=np.fromiter((s.num_computed_tokens for s in scheduled), np.int64, num_reqs),
+            block_table=inputs.block_table_cpu,
+            num_blocks=np.fromiter((len(s.block_ids) for s in scheduled), np.int64, num_reqs),
+            is_drafting=np.fromiter((s.is_sampled for s in scheduled), bool, num_reqs),
+        )
+
+    def _verify_logprobs(self, logits: torch.Tensor, emitted: list[list[int]], drafts: list[tuple[int, ...]],
+                         states: list[SamplingRequestState], num_top: int):
+        """Raw logprobs of every emitted token, read from the verify row that emitted it: per request, (the last
+        token's, the accepted drafts') or (None, None) when the request did not ask for logprobs."""
+        row_tokens = [0] * logits.shape[0]
+        start = 0
+        for tokens, d in zip(emitted, drafts):
+            row_tokens[start : start + len(tokens)] = tokens
+            start += len(d) + 1
+        lp = compute_logprobs(logits, torch.tensor(row_tokens, device=logits.device), num_top)
+        values, ranks = lp.sampled_logprobs.tolist(), lp.sampled_ranks.tolist()
+        top_ids, top_lps = lp.top_token_ids.tolist(), lp.top_logprobs.tolist()
+        last: list[SampledLogprobs | None] = []
+        accepted: list[tuple[SampledLogprobs, ...] | None] = []
+        start = 0
+        for tokens, d, state in zip(emitted, drafts, states):
+            k = state.params.logprobs
+            if k is None:
+                last.append(None)
+                accepted.append(None)
+            else:
+                entries = tuple(SampledLogprobs(values[r], ranks[r], tuple(top_ids[r][:k]), tuple(top_lps[r][:k]))
+                                for r in range(start, start + len(tokens)))
+                last.append(entries[-1])
+                accepted.append(entries[:-1])
+            start += len(d) + 1
+        return tuple(last), tuple(accepted)
 
     # ---- called by PendingRunnerOutput ----------------------------------------------------------------------
 
@@ -271,6 +404,16 @@ class ModelRunner:
                 continue
             rows.append(SampledLogprobs(sampled[i], ranks[i], tuple(top_ids[i][:k]), tuple(top_lps[i][:k])))
         return tuple(rows)
+
+
+def _logits_rows(scheduled: tuple[ScheduledRequest, ...], sampled: list[int], cu: np.ndarray) -> np.ndarray:
+    """The last 1 + k_r rows of each sampling request (k_r: its drafts), in request order."""
+    ends = cu[1:][sampled]
+    counts = np.fromiter((len(scheduled[i].spec_token_ids) + 1 for i in sampled), np.int64, len(sampled))
+    if (counts == 1).all():
+        return ends - 1
+    offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.repeat(ends - counts, counts) + offsets
 
 
 def _needs_exact_history(state: SamplingRequestState) -> bool:
