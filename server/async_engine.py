@@ -10,7 +10,8 @@ Health: the loop writes `heartbeat` (monotonic seconds) every iteration (at leas
 If the loop raises, every open request fails with `EngineDeadError`, `on_death` callbacks run on the event loop
 (the CLI turns that into a non-zero exit) and /health answers 503 from then on.
 
-Stats: the engine core exposes its scheduler (running/waiting lists, KV usage, preemptions) but no per-step token
+Stats: the engine core exposes its scheduler (running/waiting lists, KV usage, preemptions, cumulative
+speculative-decoding counters in `spec_decode_stats`, sent as per-step deltas) but no per-step token
 counts or scheduling events, so a `_ScheduleProbe` wraps `scheduler.schedule` to see each `SchedulerOutput`
 (iteration tokens, first-scheduled time of each request: queue and prefill times). NOTE: replace the probe by
 engine-reported stats once the engine core offers them.
@@ -30,6 +31,7 @@ from typing import Any, Protocol
 from engine.outputs import EngineCoreOutput, SchedulerOutput
 from engine.request import RequestStatus
 from engine.sampling_params import SamplingParams
+from engine.spec_decode_stats import SpecDecodingStats
 from server.metrics import EngineStepStats, ServerMetrics
 
 logger = logging.getLogger(__name__)
@@ -296,6 +298,9 @@ class AsyncEngine:
     def _loop_forever(self, core: EngineCoreLike, probe: _ScheduleProbe) -> None:
         awaiting_first: dict[str, int] = {}  # request id -> prompt length, until its first output
         preemptions_seen = getattr(core.scheduler, "num_preemptions", 0)
+        # Cumulative speculative-decoding counters (the scripted core has none): reported as per-step deltas.
+        spec_stats = getattr(core.scheduler, "spec_decode_stats", None) or SpecDecodingStats(0)
+        spec_seen = spec_stats.snapshot()
         loop = self._loop
         assert loop is not None
         while True:
@@ -319,6 +324,9 @@ class AsyncEngine:
             if self._metrics is not None:
                 scheduler = core.scheduler
                 preemptions = getattr(scheduler, "num_preemptions", 0)
+                spec = spec_stats.since(spec_seen)
+                if spec.num_drafts:
+                    spec_seen = spec_stats.snapshot()
                 self._metrics.record_step(EngineStepStats(
                     num_running=len(scheduler.running),
                     num_waiting=len(scheduler.waiting),
@@ -329,6 +337,10 @@ class AsyncEngine:
                     num_generation_tokens=num_generated,
                     num_preemptions=preemptions - preemptions_seen,
                     prefix_caching=self._prefix_caching,
+                    spec_num_drafts=spec.num_drafts,
+                    spec_num_draft_tokens=spec.num_draft_tokens,
+                    spec_num_accepted_tokens=spec.num_accepted_tokens,
+                    spec_accepted_per_pos=tuple(spec.num_accepted_tokens_per_pos),
                 ))
                 preemptions_seen = preemptions
 

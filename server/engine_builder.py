@@ -7,7 +7,6 @@ Test-only: when the environment variable `GLM_SERVE_TEST_SCRIPT` names a JSON sc
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -20,6 +19,7 @@ from engine.engine_config import (
     CacheConfig,
     EngineConfig,
     SchedulerConfig,
+    SpeculativeConfig,
     default_async_scheduling,
     resolve_max_model_len,
 )
@@ -54,14 +54,9 @@ def build_engine_config(args: ServerArgs, model_config: ModelConfig) -> EngineCo
         async_scheduling=default_async_scheduling(device),
     )
     cache = CacheConfig(kv_cache_memory=args.kv_cache_memory, enable_prefix_caching=args.enable_prefix_caching)
-    fields = {field.name for field in dataclasses.fields(EngineConfig)}
-    extra = {}
-    if args.num_speculative_tokens:
-        if "num_speculative_tokens" not in fields:
-            raise ValueError("num_speculative_tokens: speculative decoding is not available in this engine build")
-        extra["num_speculative_tokens"] = args.num_speculative_tokens
+    speculative = SpeculativeConfig(num_speculative_tokens=args.num_speculative_tokens)
     return EngineConfig(model=args.model, model_config=model_config, dtype=dtype, device=device, cache=cache,
-                        scheduler=scheduler, seed=args.seed, **extra)
+                        scheduler=scheduler, seed=args.seed, speculative=speculative)
 
 
 def core_factory(args: ServerArgs, config: EngineConfig) -> Callable[[], EngineCoreLike]:
