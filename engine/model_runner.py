@@ -297,8 +297,7 @@ class ModelRunner:
             rows = [SamplingRow(state, d[:j]) for state, d in zip(states, drafts) for j in range(len(d) + 1)]
             batch = SamplingBatch.build(rows, self.vocab_size, self.device)
             logits = self.model.compute_logits(hidden[inputs.logits_rows])  # [sum(k_r + 1), V] fp32
-            verified = self.rejection_sampler(self.sampler.compute_probs(logits, batch), drafts, states)
-            emitted = verified.tolist()  # NOTE: the step's host sync; drafting needs the emitted tokens
+            emitted = self._verify(logits, batch, drafts, states)
             for state, tokens in zip(states, emitted):
                 state.output_token_ids.extend(tokens)  # type: ignore[attr-defined]
             if batch.max_num_logprobs >= 0:
@@ -314,6 +313,24 @@ class ModelRunner:
             spec_logprobs=spec_logprobs,
             spec_token_ids=next_drafts,
         )
+
+    def _verify(self, logits: torch.Tensor, batch: SamplingBatch, drafts: list[tuple[int, ...]],
+                states: list[SamplingRequestState]) -> list[list[int]]:
+        """The tokens each request emits: its accepted drafts, then the bonus or corrected token."""
+        assert self.rejection_sampler is not None
+        if not batch.all_greedy:  # NOTE: .tolist() is the step's host sync; drafting needs the emitted tokens
+            return self.rejection_sampler(self.sampler.compute_probs(logits, batch), drafts, states).tolist()
+        # All greedy: the rejection rule reduces to "accept while the draft is the row's argmax" (same tokens,
+        # without building probabilities).
+        targets = self.sampler(logits, batch).sampled_token_ids.tolist()
+        emitted, start = [], 0
+        for d in drafts:
+            num_accepted = 0
+            while num_accepted < len(d) and d[num_accepted] == targets[start + num_accepted]:
+                num_accepted += 1
+            emitted.append([*d[:num_accepted], targets[start + num_accepted]])
+            start += len(d) + 1
+        return emitted
 
     def _draft_extend_batch(self, scheduled: tuple[ScheduledRequest, ...], inputs: StepInputs,
                             emitted: list[list[int]]) -> DraftExtendBatch:
