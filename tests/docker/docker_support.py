@@ -19,14 +19,18 @@ DOCKER_DIR = REPO / "docker"
 
 
 def embedded_model_dir() -> Path | None:
-    """The model the images serve without --model, or None while it is not in the tree."""
-    from engine.embedded_model import default_model_path
+    """The model `glm-serve` serves without --model (the images' default), or None while there is none."""
+    from server.cli import resolve_model
 
     try:
-        return default_model_path()
-    except FileNotFoundError:
+        return Path(resolve_model(None))
+    except SystemExit:
         return None
 
+
+def embedded_model_files() -> list[Path]:
+    """Files under engine/embedded/ in the tree: package data that `pip install .` must carry."""
+    return sorted(p for p in (REPO / "engine" / "embedded").rglob("*") if p.is_file() and "__pycache__" not in p.parts)
 
 
 def image_argv(dockerfile: Dockerfile, port: int, extra: tuple[str, ...] = ()) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from docker_files import Dockerfile, duration_seconds
-from docker_support import DOCKER_DIR, embedded_model_dir
+from docker_support import DOCKER_DIR, embedded_model_files
 from served_command import REPO
 
 from server.cli import build_parser
@@ -98,7 +98,7 @@ def test_cpu_image_has_no_cuda_and_checks_the_embedded_model(cpu_dockerfile: Doc
     runs = [ins.value for ins in cpu_dockerfile.all("RUN")]
     assert any('--index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"' in run for run in runs)
     assert not any("[cuda]" in run for run in runs)
-    assert any("default_model_path()" in run for run in runs), "the build fails without the embedded model"
+    assert any("resolve_model(None)" in run for run in runs), "the build fails without the embedded model"
 
 
 def test_copied_sources_are_the_packages_pyproject_declares(dockerfile: Dockerfile) -> None:
@@ -145,9 +145,8 @@ def test_build_context_installs_a_complete_glm_serve(tmp_path: Path, cpu_dockerf
     for package in ("server", "engine", "kernels", "tokenizer"):
         expected = {p.relative_to(REPO).as_posix() for p in (REPO / package).rglob("*.py")}
         assert expected <= names, f"missing from the wheel: {sorted(expected - names)[:5]}"
-    model_dir = embedded_model_dir()
-    if model_dir is None:
+    shipped = {p.relative_to(REPO).as_posix() for p in embedded_model_files()}
+    if not shipped:
         pytest.skip("the embedded model (engine/embedded/) is not in the tree yet: the CPU image would not build")
-    shipped = {p.relative_to(REPO).as_posix() for p in model_dir.rglob("*") if p.is_file()}
     assert shipped <= names, (f"the embedded model is not package data of a non-editable install (the CPU "
                               f"image's default model): missing {sorted(shipped - names)}")
