@@ -5,10 +5,14 @@ tensor per attention layer, `[num_blocks, 2, block_size, num_kv_heads, head_dim]
 `s` (= block * block_size + offset) of a layer lives at `cache[s // block_size, :, s % block_size]`.
 
 Seen as rows of `cache.view(-1, num_kv_heads, head_dim)`, the K of slot s is row `(s // bs) * 2 * bs + s % bs` and
-its V is that row + bs. `plan()` turns the step's metadata into such row indices once (writes, gathers, masks);
-every layer then does one `index_copy_` per K/V write, one `index_select` per gather and one SDPA call per group:
-- decode and verify sequences (few query rows each) share one padded call, GQA folded into the query axis
-  (q [G, nkv, group * Q, d] against k [G, nkv, S, d]: no K/V head repetition);
+its V is that row + bs. Seen as rows of `cache.view(2 * num_blocks, bs * nkv * d)`, the K of block b is row 2b and
+its V row 2b + 1: padded groups gather whole blocks (one 2b row copies bs tokens), so a group's context is padded to
+a multiple of bs. `plan()` turns the step's metadata into such row indices once (writes, gathers, masks); every
+layer then does one `index_copy_` per K/V write, one `index_select` per gather and one SDPA call per group:
+- decode and verify sequences (few query rows each) are bucketed by context length (a bucket's shortest context
+  is at least `_DECODE_BUCKET_RATIO` of its longest, so padding wastes at most ~1/3 of it) and each bucket is one
+  padded call, GQA folded into the query axis (q [G, nkv, group * Q, d] against k [G, nkv, S, d]: no K/V head
+  repetition);
 - longer extends (chunked prefill on a cached prefix) share one padded call when padding wastes at most half of
   it, else run one call each;
 - a lone prefill without a cached prefix attends over its fresh K/V directly (plain causal SDPA, no gather).
@@ -25,6 +29,8 @@ from kernels.attention.base import AttentionBackend, AttentionMetadata
 
 # Sequences with at most this many query rows take the folded-GQA path (decode, speculative verify).
 _MAX_FOLDED_QUERY_LEN = 8
+# A decode bucket takes sequences (longest first) while their block count is at least this share of its first's.
+_DECODE_BUCKET_RATIO = 0.75
 
 
 def kv_cache_shape(num_blocks: int, block_size: int, num_kv_heads: int, head_dim: int) -> tuple[int, ...]:
@@ -138,9 +144,10 @@ class _PaddedGroup:
     query_rows: torch.Tensor | None  # [G*Q] int64 rows of q; None: the group is q[0:G*Q] in order (all decode)
     valid_rows: torch.Tensor | None  # [N] int64 real rows of the padded [G*Q] output; None: all rows are real
     dest_rows: torch.Tensor | None  # [N] int64 output rows they land on; None: the group is the whole batch in order
-    kv_rows: torch.Tensor  # [2*G*S] int64 rows of K then V in the flat cache; padded positions read row 0 (masked)
-    kv_buffer: torch.Tensor  # [2*G*S, nkv, d] cache dtype: gather target reused by every layer (no per-layer alloc)
-    mask: torch.Tensor  # bool, True = attend: [G, 1, group*Q, S] if folded else [G, 1, Q, S]
+    kv_rows: torch.Tensor  # [2*G*S/bs] int64 K then V block rows of `cache.view(2*num_blocks, -1)`; padding: 0
+    kv_buffer: torch.Tensor  # [2*G*S/bs, bs*nkv*d] cache dtype: gather target reused by every layer
+    # bool, True = attend: [G, 1, 1, S] if folded with Q == 1, [G, 1, group*Q, S] if folded, else [G, 1, Q, S]
+    mask: torch.Tensor
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +180,7 @@ class TorchPagedAttention(AttentionBackend):
             raise ValueError(f"q has {q.shape[0]} rows and k {k.shape[0]}; the plan has {plan.num_tokens} tokens")
         cache = self.kv_caches[layer_idx]
         write_kv(cache, plan.k_write_rows, k, v)
-        flat = cache.view(-1, self.num_kv_heads, self.head_dim)
+        flat = cache.view(2 * cache.shape[0], -1)  # [2*num_blocks, bs*nkv*d]: K then V of each block
         if len(plan.parts) == 1:
             return self._attend(plan.parts[0], q, k, v, flat)
         out = q.new_empty(q.shape)
@@ -204,7 +211,7 @@ class TorchPagedAttention(AttentionBackend):
         nkv, group_size, d = self.num_kv_heads, self.group_size, self.head_dim
         qg = q if group.query_rows is None else q.index_select(0, group.query_rows)  # [G*Q, nh, d]
         # NOTE: the buffer is overwritten by the next layer; nothing returned below aliases it.
-        kv = torch.index_select(flat, 0, group.kv_rows, out=group.kv_buffer)
+        kv = torch.index_select(flat, 0, group.kv_rows, out=group.kv_buffer)  # [2*G*S/bs, bs*nkv*d]
         kv = kv.view(2, num_seqs, seq_len, nkv, d).to(q.dtype)
         k, v = kv[0].transpose(1, 2), kv[1].transpose(1, 2)  # [G, nkv, S, d] each
         if group.is_folded:
@@ -232,9 +239,10 @@ def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size:
     decode = [b for b, n in enumerate(query_lens) if n <= _MAX_FOLDED_QUERY_LEN]
     extend = [b for b, n in enumerate(query_lens) if n > _MAX_FOLDED_QUERY_LEN]
     parts: list[_FreshPrefill | _PaddedGroup] = []
-    whole_batch = len(decode) == len(query_lens)
-    if decode:
-        parts.append(_padded_group(metadata, decode, starts, kv_cache, group_size, True, whole_batch))
+    buckets = _bucket_decodes(decode, seq_lens, block_size)
+    whole_batch = len(buckets) == 1 and len(decode) == len(query_lens)
+    for seqs in buckets:
+        parts.append(_padded_group(metadata, seqs, starts, kv_cache, group_size, True, whole_batch))
     for seqs in _split_extends(extend, query_lens, seq_lens):
         b = seqs[0]
         if len(seqs) == 1 and query_lens[b] == seq_lens[b]:
@@ -244,6 +252,26 @@ def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size:
             parts.append(_padded_group(metadata, seqs, starts, kv_cache, group_size, False, is_whole_batch))
     k_write_rows = slots_to_k_rows(metadata.slot_mapping, block_size)
     return _PagedPlan(k_write_rows=k_write_rows, parts=tuple(parts), num_tokens=starts[-1])
+
+
+def _bucket_decodes(decode: list[int], seq_lens: tuple[int, ...], block_size: int) -> list[list[int]]:
+    """Decode/verify sequences in buckets of similar block counts (longest first), each padded to its longest.
+
+    NOTE: a bucket keeps batch order inside it when there is only one, so an all-decode batch whose contexts are
+    close needs no query gather or output scatter.
+    """
+    if not decode:
+        return []
+    blocks = {b: -(-seq_lens[b] // block_size) for b in decode}
+    order = sorted(decode, key=lambda b: -blocks[b])
+    buckets: list[list[int]] = [[order[0]]]
+    limit = blocks[order[0]] * _DECODE_BUCKET_RATIO
+    for b in order[1:]:
+        if blocks[b] < limit:
+            buckets.append([])
+            limit = blocks[b] * _DECODE_BUCKET_RATIO
+        buckets[-1].append(b)
+    return [decode] if len(buckets) == 1 else buckets
 
 
 def _split_extends(extend: list[int], query_lens: tuple[int, ...], seq_lens: tuple[int, ...]) -> list[list[int]]:
@@ -261,7 +289,8 @@ def _padded_group(metadata: AttentionMetadata, seqs: list[int], starts: list[int
     device = metadata.query_start_loc.device
     q_lens = [metadata.query_lens_cpu[b] for b in seqs]
     s_lens = [metadata.seq_lens_cpu[b] for b in seqs]
-    num_seqs, query_len, seq_len = len(seqs), max(q_lens), max(s_lens)
+    num_blocks = -(-max(s_lens) // block_size)
+    num_seqs, query_len, seq_len = len(seqs), max(q_lens), num_blocks * block_size
     q_len_t = torch.tensor(q_lens, dtype=torch.int64, device=device)[:, None]  # [G, 1]
     s_len_t = torch.tensor(s_lens, dtype=torch.int64, device=device)[:, None]
     # Query rows: sequence g's row i is starts[g] + i; padded rows repeat its first row.
@@ -269,19 +298,21 @@ def _padded_group(metadata: AttentionMetadata, seqs: list[int], starts: list[int
     is_real = row_ids < q_len_t  # [G, Q]
     first = torch.tensor([starts[b] for b in seqs], dtype=torch.int64, device=device)[:, None]
     query_rows = torch.where(is_real, first + row_ids, first).reshape(-1)  # [G*Q]
-    # Context positions 0..S-1 through the block table; positions past seq_len read row 0 and are masked.
+    # Context blocks 0..S/bs-1 through the block table; blocks past the context (the table may pad with -1) read
+    # block 0, and their positions are masked.
     positions = torch.arange(seq_len, device=device)  # [S]
     index = torch.tensor(seqs, dtype=torch.int64, device=device)
-    tables = metadata.block_tables.index_select(0, index).long()  # [G, max_blocks]
-    blocks = tables[:, torch.div(positions, block_size, rounding_mode="floor")]  # [G, S]
-    is_context = positions[None, :] < s_len_t  # [G, S]
-    k_rows = torch.where(is_context, blocks * (2 * block_size) + positions % block_size, 0)
-    kv_rows = torch.cat([k_rows.reshape(-1), (k_rows + block_size).reshape(-1)])
+    tables = metadata.block_tables[:, :num_blocks].index_select(0, index).long()  # [G, S/bs]
+    seq_blocks = torch.div(s_len_t + block_size - 1, block_size, rounding_mode="floor")  # [G, 1]
+    tables = torch.where(torch.arange(num_blocks, device=device)[None, :] < seq_blocks, tables, 0)
+    kv_rows = torch.cat([(2 * tables).reshape(-1), (2 * tables + 1).reshape(-1)])
     # Row i of sequence g is position s - q + i: it sees keys 0..s - q + i (bottom-right aligned causal), all
     # inside its context. NOTE: padded rows (i >= q) see at least key 0, so no row is fully masked (no NaN); what
     # they read past the context is finite and their output is dropped.
     mask = positions[None, None, :] <= (s_len_t - q_len_t + row_ids)[:, :, None]  # [G, Q, S]
-    if is_folded:
+    if is_folded and query_len == 1:
+        mask = mask[:, None]  # [G, 1, 1, S]: broadcast over the folded heads
+    elif is_folded:
         mask = mask[:, None].expand(num_seqs, group_size, query_len, seq_len).reshape(num_seqs, 1, -1, seq_len)
     else:
         mask = mask[:, None]  # [G, 1, Q, S]
@@ -299,6 +330,6 @@ def _padded_group(metadata: AttentionMetadata, seqs: list[int], starts: list[int
         valid_rows=valid_rows,
         dest_rows=None if is_whole_batch else query_rows if all_real else query_rows[valid_rows],
         kv_rows=kv_rows,
-        kv_buffer=kv_cache.new_empty((kv_rows.numel(), kv_cache.shape[3], kv_cache.shape[4])),
+        kv_buffer=kv_cache.new_empty((kv_rows.numel(), block_size * kv_cache.shape[3] * kv_cache.shape[4])),
         mask=mask,
     )

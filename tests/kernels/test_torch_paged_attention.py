@@ -71,6 +71,23 @@ def test_extends_of_very_different_lengths_run_one_by_one_and_stay_exact() -> No
     check([(40, 60), (9, 9), (10, 70)])
 
 
+def test_decodes_of_very_different_lengths_run_in_length_buckets_and_stay_exact() -> None:
+    lens = [(1, n) for n in (3, 40, 7, 65, 2, 33, 64, 1, 17)] + [(3, 50), (2, 5)]
+    check(lens)
+    batch = make_paged_batch(lens, block_size=4)
+    backend = TorchPagedAttention(4, 2, 16, batch.scale, batch.kv_caches)
+    backend.plan(batch.metadata)
+    groups = backend._plan.parts
+    assert len(groups) > 2 and sorted(b for g in groups for b in g.dest_rows.tolist()) == list(range(14))
+    starts = batch.metadata.query_start_loc.tolist()
+    for group in groups:  # a bucket's shortest context has at least 3/4 of its longest's blocks (bounded padding)
+        seqs = {max(b for b, start in enumerate(starts) if start <= row) for row in group.dest_rows.tolist()}
+        blocks = [-(-lens[b][1] // 4) for b in seqs]
+        assert group.max_seq_len == 4 * max(blocks) and 4 * min(blocks) >= 3 * max(blocks)
+    torch.testing.assert_close(backend.forward(0, batch.q, batch.k, batch.v), batch.expected(),
+                               **TOLERANCE[torch.float32])
+
+
 def test_plan_is_reused_by_every_layer() -> None:
     batch = make_paged_batch(MIXED, num_layers=3, seed=3)
     backend = TorchPagedAttention(4, 2, 16, batch.scale, batch.kv_caches)
