@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess, sse_events, wait_for, write_script
+from server_harness import ServerProcess, sse_events, wait_for, write_script
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "count"}]}
 ENDLESS = [{"text": "la ", "stop_token": None}]  # runs to max_tokens

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import ServerProcess, sample_value, sse_events, wait_for
+from server_harness import ServerProcess, sample_value, sse_events, wait_for
 
 KEY = "sk-test-secret"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import ServerProcess, sse_events, write_script
+from server_harness import ServerProcess, sse_events, write_script
 
 THINK_AND_CALLS = (
     "\n<think>The user wants weather in two cities.</think>\nChecking both.\n"

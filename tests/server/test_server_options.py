@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from conftest import ServerProcess, sse_events, write_script
+from server_harness import ServerProcess, sse_events, write_script
 
 CODE = 'def f(x):\n    return "a\\\\b" + x  # ünïcode\n'
 REPLY = ("\n<think>Write the file.</think>\n<tool_call>write_file\n<arg_key>path</arg_key>\n<arg_value>/tmp/a.py"
