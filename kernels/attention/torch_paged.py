@@ -199,11 +199,17 @@ class TorchPagedAttention(AttentionBackend):
         return self._attend_padded(part, q, flat)
 
     def _attend_fresh(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """q [L, nh, d], k/v [L, nkv, d] -> [L, nh, d], plain causal."""
-        kh = k.transpose(0, 1).repeat_interleave(self.group_size, dim=0).to(q.dtype)  # [nh, L, d]
-        vh = v.transpose(0, 1).repeat_interleave(self.group_size, dim=0).to(q.dtype)
-        out = F.scaled_dot_product_attention(q.transpose(0, 1), kh, vh, is_causal=True, scale=self.scale)
-        return out.transpose(0, 1)
+        """q [L, nh, d], k/v [L, nkv, d] -> [L, nh, d], plain causal.
+
+        NOTE: 4-D inputs on purpose: CPU SDPA sends 3-D inputs to its slow math path. KV heads are the batch axis and
+        the group the head axis, K/V broadcast over it (stride 0): no head repetition is materialised.
+        """
+        length, nkv, group_size, d = q.shape[0], self.num_kv_heads, self.group_size, self.head_dim
+        qf = q.view(length, nkv, group_size, d).permute(1, 2, 0, 3)  # [nkv, grp, L, d]
+        kf = k.to(q.dtype).transpose(0, 1)[:, None].expand(nkv, group_size, length, d)
+        vf = v.to(q.dtype).transpose(0, 1)[:, None].expand(nkv, group_size, length, d)
+        out = F.scaled_dot_product_attention(qf, kf, vf, is_causal=True, scale=self.scale)  # [nkv, grp, L, d]
+        return out.permute(2, 0, 1, 3).reshape(length, self.num_heads, d)
 
     def _attend_padded(self, group: _PaddedGroup, q: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
         """Returns the group's real rows [N, nh, d], in the order of `dest_rows`."""
