@@ -56,7 +56,8 @@ def test_matches_reference(lens, dtype) -> None:
     check(lens, dtype)
 
 
-@pytest.mark.parametrize("num_heads,num_kv_heads", [(4, 4), (4, 2), (8, 2), (8, 1), (12, 1), (24, 2)])
+# More than 4 KV heads: folded groups take the SDPA path instead of the all-pairs bmm.
+@pytest.mark.parametrize("num_heads,num_kv_heads", [(4, 4), (4, 2), (8, 2), (8, 1), (12, 1), (24, 2), (8, 8), (16, 8)])
 def test_gqa_ratios(num_heads, num_kv_heads) -> None:
     check(MIXED, num_heads=num_heads, num_kv_heads=num_kv_heads)
 
