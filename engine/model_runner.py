@@ -303,7 +303,8 @@ class ModelRunner:
             if batch.max_num_logprobs >= 0:
                 logprobs, spec_logprobs = self._verify_logprobs(logits, emitted, drafts, states,
                                                                 batch.max_num_logprobs)
-        extend = self._draft_extend_batch(scheduler_output.scheduled, inputs, emitted)
+        extend = DraftExtendBatch.from_step(scheduler_output.scheduled, inputs.query_start_cpu,
+                                            inputs.block_table_cpu, emitted)
         next_drafts = self.proposer.propose(hidden, extend, self.attn)
         return ModelRunnerOutput(
             req_ids=tuple(s.request_id for s in sampled),
@@ -331,42 +332,6 @@ class ModelRunner:
             emitted.append([*d[:num_accepted], targets[start + num_accepted]])
             start += len(d) + 1
         return emitted
-
-    def _draft_extend_batch(self, scheduled: tuple[ScheduledRequest, ...], inputs: StepInputs,
-                            emitted: list[list[int]]) -> DraftExtendBatch:
-        """Each request's newly committed rows (all its rows but the rejected drafts'), each paired with the token
-        that follows it: the next known token, an accepted draft, or the token just emitted."""
-        num_reqs = len(scheduled)
-        query_lens = np.empty(num_reqs, np.int64)
-        input_ids: list[int] = []
-        emitted_iter = iter(emitted)
-        for i, s in enumerate(scheduled):
-            if s.is_sampled:
-                tokens = next(emitted_iter)
-                num_rows = s.num_scheduled_tokens - len(s.spec_token_ids) + len(tokens) - 1
-                input_ids += s.token_ids[1:num_rows]
-                input_ids.append(tokens[-1])
-            else:
-                assert s.next_token_id >= 0, f"{s.request_id}: a prefill chunk's next token must be known"
-                num_rows = s.num_scheduled_tokens
-                input_ids += s.token_ids[1:]
-                input_ids.append(s.next_token_id)
-            query_lens[i] = num_rows
-        cu = inputs.query_start_cpu
-        hidden_rows = None
-        if not np.array_equal(query_lens, cu[1:] - cu[:-1]):
-            starts = np.cumsum(query_lens) - query_lens
-            hidden_rows = np.repeat(cu[:-1] - starts, query_lens) + np.arange(int(query_lens.sum()))
-        return DraftExtendBatch(
-            req_ids=tuple(s.request_id for s in scheduled),
-            hidden_rows=hidden_rows,
-            input_ids=np.array(input_ids, np.int64),
-            query_lens=query_lens,
-            start_positions=np.fromiter((s.num_computed_tokens for s in scheduled), np.int64, num_reqs),
-            block_table=inputs.block_table_cpu,
-            num_blocks=np.fromiter((len(s.block_ids) for s in scheduled), np.int64, num_reqs),
-            is_drafting=np.fromiter((s.is_sampled for s in scheduled), bool, num_reqs),
-        )
 
     def _verify_logprobs(self, logits: torch.Tensor, emitted: list[list[int]], drafts: list[tuple[int, ...]],
                          states: list[SamplingRequestState], num_top: int):

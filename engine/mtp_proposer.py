@@ -22,12 +22,14 @@ verification is exact.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from engine.engine_config import SpeculativeConfig
+from engine.outputs import ScheduledRequest
 from kernels.attention.base import AttentionBackend, AttentionMetadata
 
 
@@ -47,6 +49,43 @@ class DraftExtendBatch:
     @property
     def num_drafting(self) -> int:
         return int(self.is_drafting.sum())
+
+    @classmethod
+    def from_step(cls, scheduled: Sequence[ScheduledRequest], query_start: np.ndarray, block_table: np.ndarray,
+                  emitted: Sequence[Sequence[int]]) -> DraftExtendBatch:
+        """Each scheduled request's newly committed rows (all its rows but the rejected drafts'), each paired with
+        the token that follows it: the next known token, an accepted draft, or the token just emitted.
+        query_start [R+1] and block_table [R, max_blocks]: the step's layout; emitted: per sampling request."""
+        num_reqs = len(scheduled)
+        query_lens = np.empty(num_reqs, np.int64)
+        input_ids: list[int] = []
+        emitted_iter = iter(emitted)
+        for i, s in enumerate(scheduled):
+            if s.is_sampled:
+                tokens = next(emitted_iter)
+                num_rows = s.num_scheduled_tokens - len(s.spec_token_ids) + len(tokens) - 1
+                input_ids += s.token_ids[1:num_rows]
+                input_ids.append(tokens[-1])
+            else:
+                assert s.next_token_id >= 0, f"{s.request_id}: a prefill chunk's next token must be known"
+                num_rows = s.num_scheduled_tokens
+                input_ids += s.token_ids[1:]
+                input_ids.append(s.next_token_id)
+            query_lens[i] = num_rows
+        hidden_rows = None
+        if not np.array_equal(query_lens, query_start[1:] - query_start[:-1]):
+            starts = np.cumsum(query_lens) - query_lens
+            hidden_rows = np.repeat(query_start[:-1] - starts, query_lens) + np.arange(int(query_lens.sum()))
+        return cls(
+            req_ids=tuple(s.request_id for s in scheduled),
+            hidden_rows=hidden_rows,
+            input_ids=np.array(input_ids, np.int64),
+            query_lens=query_lens,
+            start_positions=np.fromiter((s.num_computed_tokens for s in scheduled), np.int64, num_reqs),
+            block_table=block_table,
+            num_blocks=np.fromiter((len(s.block_ids) for s in scheduled), np.int64, num_reqs),
+            is_drafting=np.fromiter((s.is_sampled for s in scheduled), bool, num_reqs),
+        )
 
 
 class MTPProposer:
