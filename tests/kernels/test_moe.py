@@ -29,6 +29,18 @@ def test_both_paths_equal_the_per_token_definition(num_tokens, experts, top_k):
         assert torch.allclose(impl(x, w13, w2, ids, weights), ref, atol=1e-5), impl.__name__
 
 
+def test_cpu_dispatch_matches_the_loop_in_inference_and_keeps_autograd():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 32, generator=gen)
+    w13, w2 = torch.randn(8, 32, 32, generator=gen) * 0.2, torch.randn(8, 32, 16, generator=gen) * 0.2
+    ids = torch.stack([torch.randperm(8, generator=gen)[:2] for _ in range(40)])
+    weights = torch.rand(40, 2, generator=gen)
+    with torch.no_grad():  # small inference batch: the grouped path, the loop's result to the last bit here
+        torch.testing.assert_close(fused_experts(x, w13, w2, ids, weights), looped_experts(x, w13, w2, ids, weights),
+                                   atol=1e-6, rtol=1e-6)
+    assert fused_experts(x.requires_grad_(), w13, w2, ids, weights).requires_grad
+
+
 def test_unused_experts_and_gradients():
     x = torch.randn(5, 16, requires_grad=True)
     w13 = torch.randn(6, 8, 16, requires_grad=True)
