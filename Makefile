@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 
-.PHONY: install serve test test-all test-gpu bench train-tiny clean
+.PHONY: install serve test test-fast bench train-tiny eval-tiny clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,19 @@ test: $(STAMP)
 # Only the fast tests (skips @pytest.mark.slow) for quick local iteration.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# Retrain the embedded model from its generated corpus (seeded; about 35 minutes on 2 CPU cores). CI never runs it.
+train-tiny: $(STAMP)
+	$(BIN)/python -m scripts.tiny_model.train --out engine/embedded/glm-4.5-tiny
+
+# Evaluate the embedded model through the engine on its held-out conversations.
+eval-tiny: $(STAMP)
+	$(BIN)/python -m scripts.tiny_model.evaluate
+
+# Offline engine vs transformers, then MTP speculative decoding on/off (figures go to BENCHMARKS.md).
+bench: $(STAMP)
+	$(BIN)/python -m loadtests.bench_offline --num-prompts 64
+	$(BIN)/python -m loadtests.bench_spec_decode
 
 clean:
 	rm -rf $(VENV) .pytest_cache
