@@ -198,6 +198,35 @@ def test_stop_conditions_inside_an_accepted_run(model_dir):
     assert_all_blocks_free(llm)
 
 
+def test_stop_strings_completed_inside_a_multi_token_step_drop_the_tokens_after_them(tmp_path):
+    from tokenizer.bpe_builder import build_glm_tokenizer
+
+    texts = ["The quick brown fox jumps over the lazy dog.", "What is the weather in Paris today?",
+             "def main():\n    print('hello world')\n"] * 4
+    path = make_tiny_model_dir(tmp_path / "tiny_text", seed=3)
+    build_glm_tokenizer(texts, path, vocab_size=600)
+    free_params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True)
+    plain = LLM(model=path, device="cpu", max_model_len=256, num_blocks_override=64)
+    spec = LLM(model=path, device="cpu", max_model_len=256, num_blocks_override=64, num_speculative_tokens=3)
+    (free,) = plain.generate("What is the", free_params, use_tqdm=False)
+    text = free.outputs[0].text
+    delivered = []
+    step = spec.engine.step
+    spec.engine.step_fn = lambda: [delivered.append(len(o.new_token_ids)) or o for o in step()]
+    num_cut = 0
+    for stop in sorted({ch for ch in text if ch.isprintable() and not ch.isspace()})[:8]:
+        params = SamplingParams(temperature=0, max_tokens=40, ignore_eos=True, stop=[stop])
+        (want,) = plain.generate("What is the", params, use_tqdm=False)
+        install_oracle(spec, [free.prompt_token_ids], [free.outputs[0].token_ids])
+        delivered.clear()
+        (got,) = spec.generate("What is the", params, use_tqdm=False)
+        g, w = got.outputs[0], want.outputs[0]
+        assert (g.text, g.token_ids, g.finish_reason, g.stop_reason) == (w.text, w.token_ids, "stop", stop)
+        num_cut += sum(delivered) > len(g.token_ids)
+    assert num_cut > 0  # some stop string completed before the end of a multi-token step
+    assert_all_blocks_free(spec)
+
+
 def test_logprobs_of_accepted_drafts_equal_those_without_speculation(model_dir, greedy_case):
     prompts, max_tokens, expected = greedy_case
     prompts, expected = prompts[:8], expected[:8]
