@@ -289,6 +289,30 @@ def test_mtp_drafts_equal_a_dense_recomputation_after_every_step(model_dir, gree
     assert llm.engine.scheduler.spec_decode_stats.num_accepted_tokens > 10  # multi-row draft-extends happened
 
 
+def test_random_aborts_in_mixed_greedy_and_sampled_batches_leave_no_blocks_behind(model_dir):
+    rng = random.Random(3)
+    llm = make_llm(model_dir, 3, max_model_len=320, num_blocks_override=24, max_num_batched_tokens=64,
+                   max_num_seqs=6)
+    core, live = llm.engine, []
+    for i in range(40):
+        prompt = [rng.randrange(4, 40) for _ in range(rng.randint(1, 120))]  # small alphabet: cache hits
+        params = SamplingParams(temperature=rng.choice([0.0, 0.8]), top_k=rng.choice([0, 20]), seed=i,
+                                presence_penalty=rng.choice([0.0, 0.5]), max_tokens=rng.randint(1, 30))
+        core.add_request(f"r{i}", prompt, params)
+        live.append(f"r{i}")
+        for _ in range(rng.randint(0, 3)):
+            for out in core.step() if core.has_unfinished_requests() else []:
+                if out.finished and out.request_id in live:
+                    live.remove(out.request_id)
+        if live and rng.random() < 0.4:
+            core.abort_request(live.pop(rng.randrange(len(live))))
+    while core.has_unfinished_requests():
+        core.step()
+    assert_all_blocks_free(llm)
+    assert core.scheduler.num_preemptions > 0 and core.scheduler.kv.num_hit_tokens > 0
+    assert core.scheduler.spec_decode_stats.num_draft_tokens > 0
+
+
 def test_bad_configuration_raises_naming_the_field(model_dir, tmp_path):
     with pytest.raises(ValueError, match="num_speculative_tokens must be an int >= 0"):
         make_llm(model_dir, -1)
