@@ -38,7 +38,9 @@ class DraftExtendBatch:
     """The draft-extend rows of one step: R scheduled requests in the step's order, E rows in all."""
 
     req_ids: tuple[str, ...]  # [R]
-    hidden_rows: np.ndarray | None  # [E] int64 rows of the target's hidden output; None: all of them, in order
+    # [E] int64 rows of the target's hidden output; None: all of them, in order (the extend rows are then exactly
+    # the step's rows, which the attention backend's current plan describes)
+    hidden_rows: np.ndarray | None
     input_ids: np.ndarray  # [E] int64: t_{p+1} of each row p
     query_lens: np.ndarray  # [R] int64 rows per request (>= 1)
     start_positions: np.ndarray  # [R] int64 position of each request's first row
@@ -132,9 +134,13 @@ class MTPProposer:
     def _draft_extend(self, hidden: torch.Tensor, batch: DraftExtendBatch,
                       attn: AttentionBackend) -> torch.Tensor | None:
         """Run the MTP layer over the committed rows; returns g of each drafting request's last row, [D, H]."""
-        metadata, positions = self._metadata(batch.query_lens, batch.start_positions, batch.block_table)
-        rows = hidden if batch.hidden_rows is None else hidden[self._to_device(batch.hidden_rows)]
-        attn.plan(metadata)
+        if batch.hidden_rows is None:
+            # NOTE: the rows are the step's own and the backend still holds the step's plan: it serves as is.
+            rows, positions = hidden, self._to_device(_positions(batch.query_lens, batch.start_positions))
+        else:
+            rows = hidden[self._to_device(batch.hidden_rows)]
+            metadata, positions = self._metadata(batch.query_lens, batch.start_positions, batch.block_table)
+            attn.plan(metadata)
         g = self.model.mtp_forward(self._to_device(batch.input_ids), rows, positions, attn)  # [E, H]
         if not batch.is_drafting.any():
             return None
@@ -171,7 +177,7 @@ class MTPProposer:
         num_reqs = len(query_lens)
         cu = np.zeros(num_reqs + 1, np.int64)
         np.cumsum(query_lens, out=cu[1:])
-        positions = np.arange(cu[-1]) + np.repeat(starts - cu[:-1], query_lens)
+        positions = _positions(query_lens, starts)
         seq_lens = starts + query_lens
         req_of_row = np.repeat(np.arange(num_reqs), query_lens)
         slots = block_table[req_of_row, positions // bs].astype(np.int64) * bs + positions % bs
@@ -190,3 +196,9 @@ class MTPProposer:
         if self.device.type == "cuda":  # NOTE: pinned, so the copy does not wait for the device's queue
             return host.pin_memory().to(self.device, non_blocking=True)
         return host
+
+
+def _positions(query_lens: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Rows at positions starts[r] .. starts[r] + query_lens[r] - 1 of each request, flattened."""
+    ends = np.cumsum(query_lens)
+    return np.arange(int(ends[-1])) + np.repeat(starts - (ends - query_lens), query_lens)
