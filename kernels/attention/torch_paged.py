@@ -8,11 +8,11 @@ Seen as rows of `cache.view(-1, num_kv_heads, head_dim)`, the K of slot s is row
 its V is that row + bs. Seen as rows of `cache.view(2 * num_blocks, bs * nkv * d)`, the K of block b is row 2b and
 its V row 2b + 1: padded groups gather whole blocks (one 2b row copies bs tokens), so a group's context is padded to
 a multiple of bs. `plan()` turns the step's metadata into such row indices once (writes, gathers, masks); every
-layer then does one `index_copy_` per K/V write, one `index_select` per gather and one SDPA call per group:
+layer then does one `index_copy_` per K/V write, one `index_select` per gather and one attention call per group:
 - decode and verify sequences (few query rows each) are bucketed by context length (a bucket's shortest context
-  is at least `_DECODE_BUCKET_RATIO` of its longest, so padding wastes at most ~1/3 of it) and each bucket is one
-  padded call, GQA folded into the query axis (q [G, nkv, group * Q, d] against k [G, nkv, S, d]: no K/V head
-  repetition);
+  has at least `_DECODE_BUCKET_RATIO` of its longest's blocks, so padding wastes at most ~1/4 of it plus a partial
+  block) and each bucket is one padded call, GQA folded into the query axis (q [G, nkv, group * Q, d] against
+  k [G, nkv, S, d]: no K/V head repetition); with few KV heads that call is two contiguous bmm, else SDPA;
 - longer extends (chunked prefill on a cached prefix) share one padded call when padding wastes at most half of
   it, else run one call each;
 - a lone prefill without a cached prefix attends over its fresh K/V directly (plain causal SDPA, no gather).
