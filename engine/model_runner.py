@@ -169,7 +169,7 @@ class ModelRunner:
     # ---- one step -------------------------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def execute_model(self, scheduler_output: SchedulerOutput) -> PendingRunnerOutput:
+    def execute_model(self, scheduler_output: SchedulerOutput) -> PendingRunnerOutput | FinishedRunnerOutput:
         for request_id in scheduler_output.finished_req_ids:
             self._states.pop(request_id, None)
         if self.proposer is not None:

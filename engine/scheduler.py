@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable
 
+from engine.block_pool import KVBlock
 from engine.engine_config import SchedulerConfig
 from engine.kv_cache_manager import KVCacheManager
 from engine.outputs import EngineCoreOutput, ModelRunnerOutput, SampledLogprobs, ScheduledRequest, SchedulerOutput
@@ -168,7 +169,7 @@ class Scheduler:
             del drafts[max(room, 0):]
         return request.num_tokens_with_placeholders + len(drafts) - request.num_computed_tokens
 
-    def _allocate(self, request: Request, num_new: int, end: int, computed_blocks=None) -> bool:
+    def _allocate(self, request: Request, num_new: int, end: int, computed_blocks: list[KVBlock] | None = None) -> bool:
         """KV slots for the step's rows (up to position `end`), plus the MTP draft steps' lookahead slots when the
         step samples; without the lookahead when the pool is short (the proposer then drafts fewer tokens)."""
         lookahead = 0
