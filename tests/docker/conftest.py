@@ -35,7 +35,7 @@ def model_args(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
     if embedded_model_dir() is not None:
         return ()
     sys.path.insert(0, str(REPO / "tests" / "server"))
-    from tiny_model import make_server_model_dir
+    from server_model import make_server_model_dir
 
     return ("--model", str(make_server_model_dir(tmp_path_factory.mktemp("docker_tiny"))))
 
