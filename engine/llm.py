@@ -35,9 +35,10 @@ PromptType = str | Mapping[str, Any]  # text, or {"prompt_token_ids": [...]} (op
 
 
 def default_model_path() -> Path:
-    """The model `LLM()` serves when none is named. NOTE: the single hook for the project's embedded model."""
-    raise ValueError("model: no model directory given, and glm-serve has no embedded default model yet; "
-                     "pass LLM(model=PATH) with a Hugging Face GLM-4.5-family directory")
+    """The model `LLM()` and `glm-serve` serve when none is named: the embedded glm-4.5-tiny checkpoint."""
+    from engine.embedded_model import default_model_path as embedded
+
+    return embedded()
 
 
 def load_tokenizer(path: Path):
