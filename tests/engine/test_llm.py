@@ -185,6 +185,11 @@ def test_bad_inputs_raise_naming_the_field(model_dir):
     assert out.outputs[0].finish_reason == "length" and len(out.outputs[0].token_ids) == 61  # max_model_len cap
 
 
-def test_default_model_hook_raises_a_clear_error():
-    with pytest.raises(ValueError, match="model: no model directory given"):
+def test_default_model_is_the_embedded_checkpoint(tmp_path, monkeypatch):
+    import engine.embedded_model as embedded
+    from engine.llm import default_model_path
+
+    assert default_model_path() == embedded.EMBEDDED_MODEL_DIR
+    monkeypatch.setattr(embedded, "EMBEDDED_MODEL_DIR", tmp_path)  # an incomplete install: a clear error
+    with pytest.raises(FileNotFoundError, match="embedded model file .*config.json is missing"):
         LLM()
