@@ -27,14 +27,14 @@ def hf_config_dict(vocab_size: int, stop_ids: list[int], pad_id: int, **override
         "architectures": ["Glm4MoeForCausalLM"],
         "model_type": "glm4_moe",
         "vocab_size": vocab_size,
-        "hidden_size": 256,
-        "intermediate_size": 768,
-        "moe_intermediate_size": 256,
+        "hidden_size": 128,
+        "intermediate_size": 384,
+        "moe_intermediate_size": 128,
         "num_hidden_layers": 4,
         "first_k_dense_replace": 1,
         "num_attention_heads": 4,
         "num_key_value_heads": 2,
-        "head_dim": 64,
+        "head_dim": 32,
         "n_routed_experts": 8,
         "n_shared_experts": 1,
         "num_experts_per_tok": 2,
@@ -46,14 +46,14 @@ def hf_config_dict(vocab_size: int, stop_ids: list[int], pad_id: int, **override
         "attention_bias": True,
         "attention_dropout": 0.0,
         "partial_rotary_factor": 0.5,
-        "rope_theta": 1000000.0,
+        "rope_theta": 10000.0,  # GLM-4.5 uses 1e6 for 128K contexts; 1e4 resolves short distances better
         "rope_scaling": None,
         "rms_norm_eps": 1e-05,
         "hidden_act": "silu",
         "initializer_range": 0.02,
         "max_position_embeddings": 2048,
         "num_nextn_predict_layers": 1,
-        "tie_word_embeddings": False,
+        "tie_word_embeddings": True,  # an identity copy path: copying values from the prompt is learned far sooner
         "use_cache": True,
         "torch_dtype": "bfloat16",
         "eos_token_id": stop_ids,
@@ -89,6 +89,8 @@ def checkpoint_tensors(model: Glm4MoeForCausalLM, dtype: torch.dtype = torch.bfl
     params = dict(model.named_parameters(remove_duplicate=False))
     out = {}
     for ckpt_name, target in checkpoint_weight_map(model.config).items():
+        if ckpt_name == "lm_head.weight" and model.config.tie_word_embeddings:
+            continue  # tied: transformers does not save it either
         tensor = params[target.param].detach()
         if target.expert is not None:
             tensor = tensor[target.expert]

@@ -1,4 +1,4 @@
-"""Seeded generator of GLM-4.5 chat conversations: small talk, arithmetic, tool use and irrelevant tools.
+"""Seeded generator of GLM-4.5 chat conversations: small talk, arithmetic, tool use, irrelevant tools, echo.
 
 A `Conversation` holds chat-template messages (assistant reasoning in `reasoning_content`, tool-call arguments as
 mappings), the tools offered, the thinking switch, and what the evaluation expects of the assistant turn at
@@ -18,7 +18,7 @@ from scripts.tiny_model.arithmetic import make_problem
 from scripts.tiny_model.intents import CLAUSE_TOOLS, Intent, make_intent
 from scripts.tiny_model.tools import TOOL_NAMES, TOOLS
 
-KINDS = ("tool", "arithmetic", "smalltalk")
+KINDS = ("tool", "arithmetic", "smalltalk", "echo")
 
 
 @dataclass(frozen=True)
@@ -119,11 +119,33 @@ def smalltalk_exchange(rng: random.Random, thinking: bool) -> Exchange:
     return Exchange("smalltalk", messages, [], {"reply": reply, "calls": []})
 
 
-_MAKERS = {"tool": tool_exchange, "arithmetic": arithmetic_exchange, "smalltalk": smalltalk_exchange}
-DEFAULT_MIX = {"tool": 0.55, "arithmetic": 0.3, "smalltalk": 0.15}
+def _echo_text(rng: random.Random) -> str:
+    roll = rng.random()
+    if roll < 0.25:
+        return ", ".join(rng.sample(lexicon.CITIES, rng.randint(2, 4)))
+    if roll < 0.5:
+        return (f"{rng.choice(lexicon.NAMES)} has {rng.randint(2, 99)} {rng.choice(lexicon.ITEMS)}s "
+                f"in {rng.choice(lexicon.CITIES)}.")
+    pool = (lexicon.SEARCH_TOPICS, lexicon.FILE_CONTENTS, lexicon.EMAIL_SUBJECTS, lexicon.EMAIL_BODIES,
+            lexicon.EXPRESSIONS, lexicon.EMAIL_ADDRESSES, lexicon.FILE_PATHS)
+    return rng.choice(rng.choice(pool))
+
+
+def echo_exchange(rng: random.Random, thinking: bool) -> Exchange:
+    """Repeat a text verbatim: cheap, short samples that teach the copying every tool argument needs."""
+    text = _echo_text(rng)
+    ask = rng.choice(("Repeat this exactly:\n{t}", "Please say this back to me:\n{t}", "Copy this text:\n{t}"))
+    messages = [{"role": "user", "content": ask.format(t=text)},
+                _assistant(text, "The user wants the text repeated exactly.", thinking)]
+    return Exchange("echo", messages, [], {"reply": text, "calls": []})
+
+
+_MAKERS = {"tool": tool_exchange, "arithmetic": arithmetic_exchange, "smalltalk": smalltalk_exchange,
+           "echo": echo_exchange}
+DEFAULT_MIX = {"tool": 0.45, "arithmetic": 0.22, "smalltalk": 0.08, "echo": 0.25}
 # Tools offered beside the needed ones, and how often a conversation without calls still offers tools.
-_EXTRA_TOOLS_MAX = 2
-_IRRELEVANT_TOOLS_SHARE = 0.4
+_EXTRA_TOOLS_MAX = 1
+_IRRELEVANT_TOOLS_SHARE = 0.3
 
 
 def conversation(rng: random.Random, kinds: list[str], weights: list[float], thinking: bool) -> Conversation:

@@ -9,6 +9,7 @@ tokenizer and chat template, outputs through `tokenizer.output_parser.parse_outp
   (and, stricter, with every argument equal to the expected value);
 - no-call: share of turns that need no tool (tools offered or not) answered without a call;
 - arithmetic: share of answers whose last number is the result [>= 80%];
+- echo: share of "repeat this text" requests answered verbatim (the copying that tool arguments need);
 - thinking: reasoning present with thinking on, absent with thinking off [>= 98%];
 - MTP acceptance at k = 1, greedy [>= 0.7]: over the generated tokens, the share of positions p where the MTP draft
   from the target hidden h_p and token t_{p+1} equals the target's greedy t_{p+2} (what k = 1 speculative decoding
@@ -52,6 +53,8 @@ class EvalReport:
     no_call_rate: float
     arithmetic_turns: int
     arithmetic_rate: float
+    echo_turns: int
+    echo_rate: float  # "repeat this" answered verbatim (copying, which tool arguments need)
     thinking_rate: float
     mtp_acceptance: float
     mtp_positions: int
@@ -88,7 +91,8 @@ def _rate(flags: list[bool]) -> float:
 def summarize(scores: list[TurnScore], acceptance: tuple[int, int], agreement: tuple[int, int]) -> EvalReport:
     tool = [s for s in scores if s.calls_expected > 0]
     no_call = [s for s in scores if s.calls_expected == 0]
-    arithmetic = [s.answer_ok for s in scores if s.answer_ok is not None]
+    arithmetic = [bool(s.answer_ok) for s in scores if s.kind == "arithmetic"]
+    echo = [bool(s.answer_ok) for s in scores if s.kind == "echo"]
     return EvalReport(
         turns=len(scores),
         tool_requests=len(tool),
@@ -98,6 +102,8 @@ def summarize(scores: list[TurnScore], acceptance: tuple[int, int], agreement: t
         no_call_rate=_rate([s.calls_ok for s in no_call]),
         arithmetic_turns=len(arithmetic),
         arithmetic_rate=_rate(arithmetic),
+        echo_turns=len(echo),
+        echo_rate=_rate(echo),
         thinking_rate=_rate([s.thinking_ok for s in scores]),
         mtp_acceptance=acceptance[0] / max(1, acceptance[1]),
         mtp_positions=acceptance[1],

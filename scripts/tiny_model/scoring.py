@@ -62,7 +62,8 @@ class TurnScore:
     calls_expected: int  # calls the turn should make (0: answer without calling)
     calls_ok: bool  # right number of calls, right names in order, every call valid for its schema
     calls_exact: bool  # calls_ok and every argument equal to the expected value
-    answer_ok: bool | None  # arithmetic: the last number of the content is the result; None for other kinds
+    answer_ok: bool | None  # arithmetic: the content's last number is the result; echo: the content is the text
+    # verbatim; None for other kinds
     problems: tuple[str, ...]  # why a check failed, for the report
 
 
@@ -82,6 +83,10 @@ def score_turn(conv: Conversation, output: str) -> TurnScore:
         answer_ok = bool(numbers) and int(numbers[-1]) == conv.expected["result"]
         if not answer_ok:
             problems.append(f"answer {parsed.content!r}, expected {conv.expected['result']}")
+    if conv.kind == "echo":
+        answer_ok = parsed.content == conv.expected["reply"].strip()
+        if not answer_ok:
+            problems.append(f"echo {parsed.content!r}, expected {conv.expected['reply']!r}")
     return TurnScore(conv.kind, conv.enable_thinking, thinking_ok, len(conv.expected["calls"]), calls_ok,
                      calls_exact, answer_ok, tuple(problems))
 

@@ -85,12 +85,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer-conversations", type=int, default=6000)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=1024, help="longest training sequence")
-    parser.add_argument("--steps", type=int, default=560)
-    parser.add_argument("--tokens-per-step", type=int, default=4096)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--warmup", type=int, default=30)
+    parser.add_argument("--steps", type=int, default=1800)
+    parser.add_argument("--tokens-per-step", type=int, default=3072)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--short-share", type=float, default=0.25, help="share of steps on short samples first")
+    parser.add_argument("--short-tokens", type=int, default=160, help="longest sample of the curriculum's start")
+    parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--config-overrides", default="{}", help="JSON object of config.json values to change")
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--max-minutes", type=float, default=44.0,
                         help="guard: stop early (and say so) if training runs past this; the schedule stays step-based")
@@ -121,7 +124,7 @@ def main() -> None:
     pad_id = bpe.token_to_id(ENDOFTEXT)
     stop_ids = [bpe.token_to_id(t) for t in GLM45_STOP_TOKENS]
     vocab = 64 * math.ceil(bpe.get_vocab_size() / 64)
-    hf_config = hf_config_dict(vocab, stop_ids, pad_id)
+    hf_config = hf_config_dict(vocab, stop_ids, pad_id, **json.loads(args.config_overrides))
     model = build_untrained(hf_config, args.seed).train()
     config = model.config
     logger.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
@@ -130,10 +133,17 @@ def main() -> None:
     optimizer = make_optimizer(model, args.lr, args.weight_decay)
     balancer = RouterBalancer(model, rate=3e-3)
     held_batches = [make_batch(held_samples[i : i + 16], pad_id) for i in range(0, len(held_samples), 16)]
+    # Curriculum: content-based attention (copying values from the user message) is learned much faster in short
+    # contexts, where the right token is not one of hundreds; then it carries over to long tool prompts.
+    short = [s for s in samples if len(s.ids) <= args.short_tokens]
+    short_batches = packed_batches(short, args.tokens_per_step, args.seed)
     batches = packed_batches(samples, args.tokens_per_step, args.seed)
+    short_steps = int(args.short_share * args.steps)
+    logger.info("curriculum: %d steps on the %d samples of <= %d tokens first", short_steps, len(short),
+                args.short_tokens)
     tokens_seen, window_start = 0, time.time()
     for step in range(args.steps):
-        batch = make_batch(next(batches), pad_id)
+        batch = make_batch(next(short_batches if step < short_steps else batches), pad_id)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args.steps, args.lr, args.warmup)
         main, mtp = losses(model, batch, attn)

@@ -34,7 +34,7 @@ def test_generation_is_seeded():
 
 def test_corpus_covers_every_case(conversations):
     kinds = {(c.kind, c.enable_thinking) for c in conversations}
-    assert kinds == {(k, t) for k in ("tool", "arithmetic", "smalltalk") for t in (True, False)}
+    assert kinds == {(k, t) for k in ("tool", "arithmetic", "smalltalk", "echo") for t in (True, False)}
     called = {call["name"] for c in conversations for call in c.expected["calls"]}
     assert called == set(TOOLS)
     assert any(len(c.expected["calls"]) > 1 for c in conversations), "parallel calls"
