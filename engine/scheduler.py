@@ -58,10 +58,27 @@ class Scheduler:
                 f"prompt_token_ids: the prompt has {request.num_prompt_tokens} tokens, which leaves no room for "
                 f"an output within max_model_len={self.config.max_model_len}"
             )
+        self._check_fits_kv_pool(request)
         request.arrival_index = self._next_arrival
         self._next_arrival += 1
         self.requests[request.request_id] = request
         self.waiting.append(request)
+
+    def _check_fits_kv_pool(self, request: Request) -> None:
+        """Refuse a request that could outgrow the whole KV pool on its own.
+
+        NOTE: such a request is preempted when the pool runs dry and can never be admitted again, so the scheduler
+        would stall (the engine loop raises "no progress" and dies); refusing it here fails it alone. Its worst
+        case holds KV for prompt + max_tokens - 1 positions (the last sampled token is never computed)."""
+        num_tokens = request.num_prompt_tokens + request.max_tokens - 1
+        num_blocks, capacity = self.kv.num_blocks_needed(num_tokens), self.kv.pool.num_blocks
+        if num_blocks > capacity:
+            raise ValueError(
+                f"prompt_token_ids: the request needs up to {num_tokens} tokens of KV cache "
+                f"({request.num_prompt_tokens} prompt + max_tokens {request.max_tokens} - 1), more than the whole "
+                f"KV cache holds ({capacity} blocks of {self.kv.block_size} tokens); shorten the prompt or lower "
+                "max_tokens"
+            )
 
     def finish_requests(self, request_ids: Iterable[str], status: RequestStatus) -> list[Request]:
         """Finish (abort, or stop on a stop string) requests at any point; frees all they hold. Unknown ids are
