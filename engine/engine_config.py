@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.config import ModelConfig
+from engine.parallel.layout import ParallelLayout
 
 
 def _need(cond: bool, message: str) -> None:
@@ -86,6 +87,30 @@ class SpeculativeConfig:
 
 
 @dataclass(frozen=True)
+class ParallelConfig:
+    """Tensor and expert parallelism: one process per rank (engine/distributed/); 1 = the single-process engine."""
+
+    tensor_parallel_size: int = 1  # ranks the model is split across (heads, MLP rows, vocabulary)
+    enable_expert_parallel: bool = False  # routed experts placed whole across the ranks instead of sliced
+    # Seconds any collective (a step's broadcast, an all-reduce) may wait for a peer before raising.
+    distributed_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        _positive_int("tensor_parallel_size", self.tensor_parallel_size)
+        _need(isinstance(self.enable_expert_parallel, bool),
+              f"enable_expert_parallel must be a bool, got {self.enable_expert_parallel!r}")
+        _need(isinstance(self.distributed_timeout_s, (int, float)) and self.distributed_timeout_s > 0,
+              f"distributed_timeout_s must be > 0, got {self.distributed_timeout_s!r}")
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size
+
+    def layout(self, rank: int) -> ParallelLayout:
+        return ParallelLayout(rank, self.tensor_parallel_size, self.enable_expert_parallel)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     model: str  # model directory
     model_config: ModelConfig  # the checkpoint's config.json
@@ -95,8 +120,10 @@ class EngineConfig:
     scheduler: SchedulerConfig
     seed: int = 0  # seeds the sampler's shared generator (requests without their own seed)
     speculative: SpeculativeConfig = SpeculativeConfig()  # MTP drafts (off by default)
+    parallel: ParallelConfig = ParallelConfig()  # tensor / expert parallelism (one rank by default)
 
     def __post_init__(self) -> None:
+        self.parallel.layout(0).check(self.model_config)  # every split must divide
         _need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an int, got {self.seed!r}")
         _need(not self.speculative.is_enabled or self.model_config.has_mtp,
               f"num_speculative_tokens={self.speculative.num_speculative_tokens}: the checkpoint has no MTP layer "

@@ -61,11 +61,7 @@ class EngineCore:
     def from_config(cls, config: EngineConfig, extra_eos_token_ids: Sequence[int] = ()) -> EngineCore:
         """Load the model, size and allocate the KV cache, build the scheduler. EOS ids: config.json's,
         generation_config.json's and `extra_eos_token_ids` (the tokenizer's stop ids)."""
-        from engine.loader import load_model
-        from engine.model_runner import ModelRunner
-
-        model = load_model(config.model, dtype=config.dtype, device=config.device)
-        runner = ModelRunner(model, config)
+        runner = _build_runner(config)
         num_blocks = runner.initialize_kv_cache()
         kv = KVCacheManager(num_blocks, config.cache.block_size, config.cache.enable_prefix_caching)
         spec = config.speculative
@@ -75,6 +71,12 @@ class EngineCore:
             logger.info("speculative decoding runs the synchronous engine loop (async_scheduling ignored)")
         return cls(scheduler, runner, config.model_config.vocab_size, tuple(dict.fromkeys(eos)),
                    config.scheduler.async_scheduling and not spec.is_enabled)
+
+    def shutdown(self) -> None:
+        """Release what the runner holds outside this process (tensor-parallel followers); idempotent."""
+        shutdown = getattr(self.model_runner, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
 
     # ---- requests -------------------------------------------------------------------------------------------
 
@@ -136,6 +138,18 @@ class EngineCore:
             return []
         scheduler_output, pending = self._in_flight.popleft()
         return self.scheduler.update_from_output(scheduler_output, pending.result())
+
+
+def _build_runner(config: EngineConfig):
+    """The ModelRunner, or with tensor_parallel_size > 1 rank 0's MultiprocExecutor (followers started)."""
+    if config.parallel.world_size > 1:
+        from engine.distributed.executor import MultiprocExecutor
+
+        return MultiprocExecutor.start(config)
+    from engine.loader import load_model
+    from engine.model_runner import ModelRunner
+
+    return ModelRunner(load_model(config.model, dtype=config.dtype, device=config.device), config)
 
 
 def generation_config_eos(model_dir: str | Path) -> tuple[int, ...]:

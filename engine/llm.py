@@ -19,6 +19,7 @@ from engine.config import ModelConfig, resolve_dtype
 from engine.engine_config import (
     CacheConfig,
     EngineConfig,
+    ParallelConfig,
     SchedulerConfig,
     SpeculativeConfig,
     default_async_scheduling,
@@ -69,6 +70,8 @@ class LLM:
         async_scheduling: bool | None = None,
         num_speculative_tokens: int = 0,
         speculative_disable_by_batch_size: int | None = None,
+        tensor_parallel_size: int = 1,
+        enable_expert_parallel: bool = False,
         seed: int = 0,
         tokenizer: str | Path | None = None,
         skip_tokenizer_init: bool = False,
@@ -97,6 +100,8 @@ class LLM:
             seed=seed,
             speculative=SpeculativeConfig(num_speculative_tokens=num_speculative_tokens,
                                           disable_by_batch_size=speculative_disable_by_batch_size),
+            parallel=ParallelConfig(tensor_parallel_size=tensor_parallel_size,
+                                    enable_expert_parallel=enable_expert_parallel),
         )
         self.tokenizer = None if skip_tokenizer_init else load_tokenizer(Path(tokenizer) if tokenizer else model_dir)
         # The tokenizer's stop ids complete generation_config's EOS list (GLM's <|user|>, <|observation|>).
@@ -106,6 +111,10 @@ class LLM:
 
     def get_tokenizer(self):
         return self.tokenizer
+
+    def shutdown(self) -> None:
+        """Stop the tensor-parallel worker processes (also done at interpreter exit); the LLM is unusable after."""
+        self.engine.shutdown()
 
     def generate(
         self,

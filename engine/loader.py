@@ -4,6 +4,9 @@ The model is built on the meta device, given uninitialised storage once, and fil
 safetensors files (memory-mapped), so a model is never held twice in memory. Every checkpoint tensor is checked
 against `engine.weight_map`: unknown, missing or mis-shaped tensors raise `WeightLoadError` naming the tensor and
 its file. Nothing half-loaded is ever returned.
+
+With tensor parallelism each rank builds only its part of the model and reads only its slices: `get_slice(name)[..]`
+on the memory-mapped file, never the whole tensor (another rank's experts are not touched at all).
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from engine.config import ConfigError, ModelConfig, resolve_dtype
+from engine.distributed.parallel_state import TensorParallelGroup
 from engine.model import Glm4MoeForCausalLM
+from engine.parallel.vocab import ParallelLMHead
 from engine.weight_map import MTP_EMBED, MTP_HEAD, WeightTarget, checkpoint_weight_map
 
 logger = logging.getLogger(__name__)
@@ -46,13 +51,17 @@ def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
         torch.set_default_dtype(previous)
 
 
-def build_model(config: ModelConfig, dtype: torch.dtype, device: torch.device | str) -> Glm4MoeForCausalLM:
-    """The model with uninitialised weights (random init is the caller's business)."""
+def build_model(config: ModelConfig, dtype: torch.dtype, device: torch.device | str,
+                tp: TensorParallelGroup | None = None) -> Glm4MoeForCausalLM:
+    """This rank's model with uninitialised weights (random init is the caller's business)."""
     with _default_dtype(dtype), torch.device("meta"):
-        model = Glm4MoeForCausalLM(config)
+        model = Glm4MoeForCausalLM(config, tp)
     model = model.to_empty(device=device)
     if config.tie_word_embeddings:  # to_empty() materialises shared parameters separately: re-tie them
         model.lm_head.weight = model.model.embed_tokens.weight
+    if model.tp.world_size > 1:  # the last rank's vocabulary padding rows are never loaded
+        model.model.embed_tokens.weight.data.zero_()
+        model.lm_head.weight.data.zero_()
     return model.eval().requires_grad_(False)
 
 
@@ -84,12 +93,35 @@ def _destination(params: dict[str, torch.Tensor], target: WeightTarget) -> torch
     return dest
 
 
+def _read_tensor(f, name: str, target: WeightTarget, dest_shape: tuple[int, ...], path: Path) -> torch.Tensor:
+    """This rank's part of checkpoint tensor `name`, after checking the whole tensor's shape in the file header."""
+    expected = list(dest_shape)
+    if target.shard is not None:
+        expected[target.shard.dim] = target.shard.full_size
+    view = _check_shape(f, name, expected, path)
+    if target.shard is None:
+        return f.get_tensor(name)
+    shard = target.shard
+    return view[(slice(None),) * shard.dim + (slice(shard.start, shard.end),)]
+
+
+def _check_shape(f, name: str, expected: list[int], path: Path):
+    """The tensor's lazy slice view, after checking its header shape (nothing is read)."""
+    view = f.get_slice(name)
+    shape = list(view.get_shape())
+    if shape != expected:
+        raise WeightLoadError(f"{path.name}: tensor {name} has shape {shape}, expected {expected}")
+    return view
+
+
 def load_model(
     model_dir: str | Path,
     dtype: str | torch.dtype | None = "auto",
     device: str | torch.device = "cpu",
     load_mtp: bool = True,
+    tp: TensorParallelGroup | None = None,
 ) -> Glm4MoeForCausalLM:
+    """This rank's model (all of it without `tp`), filled from the directory's safetensors files."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
         raise ConfigError(f"model directory {model_dir} does not exist")
@@ -107,7 +139,8 @@ def load_model(
         load_mtp = False
     if not load_mtp and config.has_mtp:
         config = ModelConfig.from_dict({**_raw_config(model_dir), "num_nextn_predict_layers": 0})
-    expected = checkpoint_weight_map(config)
+    tp = tp if tp is not None else TensorParallelGroup()
+    expected = checkpoint_weight_map(config, layout=tp.layout)
     if not load_mtp:
         files = {n: f for n, f in files.items() if not n.startswith(mtp_prefix)}
     unexpected = sorted(set(files) - set(expected))
@@ -118,44 +151,44 @@ def load_model(
     if missing:
         raise WeightLoadError(f"{model_dir}: {len(missing)} missing tensor(s): {', '.join(missing[:5])}")
 
-    model = build_model(config, dtype, device)
+    model = build_model(config, dtype, device, tp)
     params = dict(model.named_parameters(remove_duplicate=False))
     mtp_copies: dict[str, Path] = {}
     by_file: dict[Path, list[str]] = defaultdict(list)
     for name, path in files.items():
         if name.endswith((MTP_HEAD, MTP_EMBED)) and name.startswith(f"model.layers.{config.num_hidden_layers}."):
             mtp_copies[name] = path
-        elif not (name == "lm_head.weight" and config.tie_word_embeddings):
+        elif not (name == "lm_head.weight" and config.tie_word_embeddings) and expected[name].on_this_rank:
             by_file[path].append(name)
     for path, names in by_file.items():
         with _open(path) as f:
             for name in names:
                 dest = _destination(params, expected[name])
-                shape = tuple(f.get_slice(name).get_shape())
-                if shape != tuple(dest.shape):
-                    raise WeightLoadError(
-                        f"{path.name}: tensor {name} has shape {list(shape)}, expected {list(dest.shape)}"
-                    )
-                dest.copy_(f.get_tensor(name))
-    _attach_mtp_copies(model, mtp_copies)
+                dest.copy_(_read_tensor(f, name, expected[name], tuple(dest.shape), path))
+    _attach_mtp_copies(model, mtp_copies, expected, params)
     return model
 
 
-def _attach_mtp_copies(model: Glm4MoeForCausalLM, copies: dict[str, Path]) -> None:
-    """Alias the MTP layer's head to lm_head when the checkpoint's copy is equal (or absent); else keep its own."""
+def _attach_mtp_copies(model: Glm4MoeForCausalLM, copies: dict[str, Path], expected: dict[str, WeightTarget],
+                       params: dict[str, torch.Tensor]) -> None:
+    """Alias the MTP layer's head to lm_head when the checkpoint's copy is equal (or absent); else keep its own.
+    NOTE: with tensor parallelism each rank compares its own vocabulary slice; a rank whose slice is equal aliases
+    it, which computes the same logits as a copy would."""
     assert model.mtp is not None or not copies
     for name, path in copies.items():
-        target = model.lm_head.weight if name.endswith(MTP_HEAD) else model.model.embed_tokens.weight
+        dest = _destination(params, expected[name])
         with _open(path) as f:
-            tensor = f.get_tensor(name)
-        if tuple(tensor.shape) != tuple(target.shape):
-            raise WeightLoadError(f"{path.name}: tensor {name} has shape {list(tensor.shape)}, expected {list(target.shape)}")
-        if name.endswith(MTP_EMBED):
-            continue  # every engine embeds draft inputs with the target's embedding (reference section 4.1)
-        if not torch.equal(tensor.to(device=target.device, dtype=target.dtype), target):
+            if name.endswith(MTP_EMBED):  # every engine embeds draft inputs with the target's embedding (4.1)
+                _check_shape(f, name, [model.config.vocab_size, model.config.hidden_size], path)
+                continue
+            tensor = _read_tensor(f, name, expected[name], tuple(dest.shape), path)
+        if not torch.equal(tensor.to(device=dest.device, dtype=dest.dtype), dest):
             logger.info("MTP shared_head.head differs from lm_head: keeping the MTP layer's own head")
-            head = torch.nn.Linear(target.shape[1], target.shape[0], bias=False, device=target.device, dtype=target.dtype)
-            head.weight.data.copy_(tensor)
+            lm_head = model.lm_head.weight
+            with _default_dtype(lm_head.dtype), torch.device(lm_head.device):
+                head = ParallelLMHead(model.config.vocab_size, model.config.hidden_size, model.tp)
+            head.weight.data.zero_()
+            head.weight.data[: dest.shape[0]].copy_(tensor)
             model.mtp.head = head.requires_grad_(False)  # type: ignore[union-attr]
 
 

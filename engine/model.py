@@ -7,6 +7,11 @@ nkv KV heads, d head_dim, rd rotary dims, E routed experts, k experts per token,
 
 Parameter layout differs from the checkpoint only by fusions (q/k/v -> qkv_proj, gate/up -> gate_up_proj, experts
 stacked into w13/w2); `engine/weight_map.py` holds the one table that maps checkpoint names onto these parameters.
+
+Tensor parallelism (`tp`, one rank by default): every layer holds this rank's part (engine/parallel/layout.py);
+attention heads, MLP and shared-expert rows, routed experts (sliced, or placed whole with expert parallelism) and the
+vocabulary are split, norms, the router and the MTP layer's eh_proj are replicated. Each attention block and each
+MLP/MoE block ends in one all-reduce; the LM head all-gathers the vocabulary. Shapes below are per rank.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import ModelConfig
+from engine.distributed.parallel_state import TensorParallelGroup
+from engine.parallel.linear import MergedColumnParallelLinear, QKVParallelLinear, RowParallelLinear
+from engine.parallel.vocab import ParallelLMHead, VocabParallelEmbedding
 from kernels.attention.base import AttentionBackend
 from kernels.moe import fused_experts
 
@@ -62,16 +70,16 @@ class RotaryEmbedding(nn.Module):
 class Attention(nn.Module):
     """Section 2.4: q/k/v with bias, QK-norm before RoPE, partial RoPE, causal GQA attention, o_proj without bias."""
 
-    def __init__(self, config: ModelConfig, layer_idx: int) -> None:
+    def __init__(self, config: ModelConfig, layer_idx: int, tp: TensorParallelGroup) -> None:
         super().__init__()
         self.layer_idx = layer_idx  # also the KV-cache layer index in the attention backend
-        self.num_heads = config.num_attention_heads
-        self.num_kv_heads = config.num_key_value_heads
         self.head_dim = config.head_dim
-        self.q_size = self.num_heads * self.head_dim
-        self.kv_size = self.num_kv_heads * self.head_dim
-        self.qkv_proj = nn.Linear(config.hidden_size, self.q_size + 2 * self.kv_size, bias=config.attention_bias)
-        self.o_proj = nn.Linear(self.q_size, config.hidden_size, bias=False)
+        self.qkv_proj = QKVParallelLinear(config.hidden_size, self.head_dim, config.num_attention_heads,
+                                          config.num_key_value_heads, config.attention_bias, tp)
+        self.num_heads, self.num_kv_heads = self.qkv_proj.num_heads, self.qkv_proj.num_kv_heads  # this rank's
+        self.q_size, self.kv_size = self.qkv_proj.q_size, self.qkv_proj.kv_size
+        self.o_proj = RowParallelLinear(config.num_attention_heads * self.head_dim, config.hidden_size, False, tp,
+                                        what="num_attention_heads")
         self.use_qk_norm = config.use_qk_norm
         if config.use_qk_norm:
             self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)  # one weight shared by all heads
@@ -94,11 +102,12 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     """SwiGLU: down(silu(gate(x)) * up(x)); the dense MLP (section 2.6) and the shared expert."""
 
-    def __init__(self, hidden_size: int, intermediate_size: int) -> None:
+    def __init__(self, hidden_size: int, intermediate_size: int, tp: TensorParallelGroup,
+                 reduce_results: bool = True) -> None:
         super().__init__()
-        self.intermediate_size = intermediate_size
-        self.gate_up_proj = nn.Linear(hidden_size, 2 * intermediate_size, bias=False)  # gate rows first
-        self.down_proj = nn.Linear(intermediate_size, hidden_size, bias=False)
+        self.gate_up_proj = MergedColumnParallelLinear(hidden_size, [intermediate_size] * 2, False, tp)  # gate first
+        self.down_proj = RowParallelLinear(intermediate_size, hidden_size, False, tp, reduce_results,
+                                           what="intermediate_size")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
@@ -141,33 +150,44 @@ class Router(nn.Module):
 class MoE(nn.Module):
     """moe(x) = sum_i w_i * E_{idx_i}(x) + shared(x) (section 2.5)."""
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TensorParallelGroup) -> None:
         super().__init__()
-        num_experts, hidden, inter = config.n_routed_experts, config.hidden_size, config.moe_intermediate_size
+        hidden, inter = config.hidden_size, config.moe_intermediate_size
+        self.tp = tp
+        expert_start, expert_end = tp.layout.expert_range(config.n_routed_experts)
+        inter_start, inter_end = tp.layout.moe_intermediate_range(inter)
+        self.expert_start, self.num_local_experts = expert_start, expert_end - expert_start
+        self.is_expert_parallel = tp.layout.expert_parallel and tp.world_size > 1
         self.gate = Router(config)
-        self.w13 = nn.Parameter(torch.empty(num_experts, 2 * inter, hidden))  # [E, 2I, H]: gate rows, then up rows
-        self.w2 = nn.Parameter(torch.empty(num_experts, hidden, inter))  # [E, H, I]
+        local_inter = inter_end - inter_start
+        self.w13 = nn.Parameter(torch.empty(self.num_local_experts, 2 * local_inter, hidden))  # [E, 2I, H]: gate, up
+        self.w2 = nn.Parameter(torch.empty(self.num_local_experts, hidden, local_inter))  # [E, H, I]
         self.shared_experts = (
-            MLP(hidden, inter * config.n_shared_experts) if config.n_shared_experts > 0 else None
+            MLP(hidden, inter * config.n_shared_experts, tp, reduce_results=False)
+            if config.n_shared_experts > 0 else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        topk_ids, topk_weights = self.gate(x)
-        out = fused_experts(x, self.w13, self.w2, topk_ids, topk_weights)  # [T, H]
+        topk_ids, topk_weights = self.gate(x)  # every rank routes every token (x is replicated across ranks)
+        if self.is_expert_parallel:
+            # Dispatch is local: each rank has every token and runs its own experts; the others' become id E.
+            local = topk_ids - self.expert_start
+            topk_ids = local.masked_fill((local < 0) | (local >= self.num_local_experts), self.num_local_experts)
+        out = fused_experts(x, self.w13, self.w2, topk_ids, topk_weights, self.is_expert_parallel)  # [T, H] partial
         if self.shared_experts is not None:
             out = out + self.shared_experts(x)
-        return out
+        return self.tp.all_reduce(out)  # combine: one all-reduce for routed and shared experts
 
 
 class DecoderLayer(nn.Module):
     """Section 2.2: pre-norm, two residual adds."""
 
-    def __init__(self, config: ModelConfig, layer_idx: int, is_moe: bool) -> None:
+    def __init__(self, config: ModelConfig, layer_idx: int, is_moe: bool, tp: TensorParallelGroup) -> None:
         super().__init__()
         self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.self_attn = Attention(config, layer_idx)
+        self.self_attn = Attention(config, layer_idx, tp)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp: nn.Module = MoE(config) if is_moe else MLP(config.hidden_size, config.intermediate_size)
+        self.mlp: nn.Module = MoE(config, tp) if is_moe else MLP(config.hidden_size, config.intermediate_size, tp)
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), positions, attn)
@@ -175,11 +195,11 @@ class DecoderLayer(nn.Module):
 
 
 class Glm4MoeModel(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TensorParallelGroup) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.embed_tokens = VocabParallelEmbedding(config.vocab_size, config.hidden_size, tp)
         self.layers = nn.ModuleList(
-            DecoderLayer(config, i, is_moe=config.is_moe_layer(i)) for i in range(config.num_hidden_layers)
+            DecoderLayer(config, i, config.is_moe_layer(i), tp) for i in range(config.num_hidden_layers)
         )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
 
@@ -191,26 +211,28 @@ class MTPLayer(nn.Module):
     target head is used (section 4.1). The embedding is always the target's.
     """
 
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TensorParallelGroup) -> None:
         super().__init__()
         hidden = config.hidden_size
         self.enorm = RMSNorm(hidden, config.rms_norm_eps)
         self.hnorm = RMSNorm(hidden, config.rms_norm_eps)
+        # NOTE: replicated (as vLLM's): its [2H] input is replicated too, and it is one small matrix.
         self.eh_proj = nn.Linear(2 * hidden, hidden, bias=False)  # input columns: [embedding half, hidden half]
-        self.layer = DecoderLayer(config, config.num_hidden_layers, is_moe=True)
+        self.layer = DecoderLayer(config, config.num_hidden_layers, True, tp)
         self.shared_head_norm = RMSNorm(hidden, config.rms_norm_eps)
-        self.head: nn.Linear | None = None
+        self.head: ParallelLMHead | None = None
 
 
 class Glm4MoeForCausalLM(nn.Module):
-    def __init__(self, config: ModelConfig) -> None:
+    def __init__(self, config: ModelConfig, tp: TensorParallelGroup | None = None) -> None:
         super().__init__()
         self.config = config
-        self.model = Glm4MoeModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.tp = tp if tp is not None else TensorParallelGroup()
+        self.model = Glm4MoeModel(config, self.tp)
+        self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, self.tp)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
-        self.mtp = MTPLayer(config) if config.has_mtp else None
+        self.mtp = MTPLayer(config, self.tp) if config.has_mtp else None
 
     @property
     def has_mtp(self) -> bool:
@@ -223,7 +245,7 @@ class Glm4MoeForCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
         """input_ids, positions [T] -> hidden [T, H] after the final norm (section 2.1)."""
-        x = self.model.embed_tokens(input_ids)  # [T, H]; no embedding scale
+        x = self.model.embed_tokens(input_ids)  # [T, H] (replicated on every rank); no embedding scale
         for layer in self.model.layers:
             x = layer(x, positions, attn)
         return self.model.norm(x)

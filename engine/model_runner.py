@@ -15,6 +15,11 @@ its last k_r + 1 rows are verified by the RejectionSampler (after all sampling p
 earlier drafts), and the MTPProposer then drafts the next step's tokens from this step's hidden states. These steps
 run synchronously (their output is read back before returning): the draft-extend needs the emitted tokens, and the
 engine uses its synchronous loop with speculation.
+
+Tensor parallelism: every rank runs a ModelRunner over its shard of the model and executes the same
+SchedulerOutput (engine/distributed/); the model's collectives keep them in step. Only rank 0 (the driver) samples:
+a token still on the device (async scheduling) is broadcast from rank 0 with the step's input ids, and the tokens a
+speculative step emits are broadcast before the MTP draft-extend, which every rank runs.
 """
 
 from __future__ import annotations
@@ -108,6 +113,9 @@ class ModelRunner:
         self.block_size = config.cache.block_size
         self.vocab_size = config.model_config.vocab_size
         self.num_kv_layers: int = model.num_kv_layers
+        self.tp = model.tp  # the tensor-parallel group (one rank by default)
+        attention = model.model.layers[0].self_attn
+        self.num_heads, self.num_kv_heads = attention.num_heads, attention.num_kv_heads  # this rank's
         self.sampler = Sampler(seed=config.seed)
         self.kv_caches: list[torch.Tensor] = []
         self.attn: AttentionBackend | None = None
@@ -126,7 +134,7 @@ class ModelRunner:
     def determine_num_blocks(self) -> int:
         """Blocks that fit the memory budget; raises ValueError naming the knob when one sequence cannot fit."""
         cache, sched, mc = self.config.cache, self.config.scheduler, self.model_config
-        per_block = kv_cache_bytes_per_block(self.num_kv_layers, self.block_size, mc.num_key_value_heads,
+        per_block = kv_cache_bytes_per_block(self.num_kv_layers, self.block_size, self.num_kv_heads,
                                              mc.head_dim, self.config.dtype)
         needed_for_one = -(-sched.max_model_len // self.block_size)
         if cache.num_blocks_override is not None:
@@ -152,16 +160,17 @@ class ModelRunner:
         """Rough peak of one step's activations: hidden-sized buffers per batched token, fp32 logits per sequence."""
         mc, sched = self.model_config, self.config.scheduler
         element = torch.empty((), dtype=self.config.dtype).element_size()
-        hidden = sched.max_num_batched_tokens * (mc.hidden_size * 16 + mc.num_attention_heads * mc.head_dim * 4)
+        hidden = sched.max_num_batched_tokens * (mc.hidden_size * 16 + self.num_heads * mc.head_dim * 4)
         return hidden * element + sched.max_num_seqs * mc.vocab_size * 4 * 6 + (512 << 20)
 
     def initialize_kv_cache(self, num_blocks: int | None = None) -> int:
-        """Allocate the per-layer KV tensors and the attention backend over them; returns the number of blocks."""
+        """Allocate the per-layer KV tensors and the attention backend over them; returns the number of blocks.
+        NOTE: with tensor parallelism every rank must call it (the block count is the minimum over ranks)."""
         mc = self.model_config
-        num_blocks = self.determine_num_blocks() if num_blocks is None else num_blocks
-        self.kv_caches = allocate_kv_caches(self.num_kv_layers, num_blocks, self.block_size, mc.num_key_value_heads,
+        num_blocks = self.tp.min_over_ranks(self.determine_num_blocks()) if num_blocks is None else num_blocks
+        self.kv_caches = allocate_kv_caches(self.num_kv_layers, num_blocks, self.block_size, self.num_kv_heads,
                                             mc.head_dim, self.config.dtype, self.device)
-        self.attn = TorchPagedAttention(mc.num_attention_heads, mc.num_key_value_heads, mc.head_dim,
+        self.attn = TorchPagedAttention(self.num_heads, self.num_kv_heads, mc.head_dim,
                                         mc.head_dim**-0.5, self.kv_caches)
         logger.info("KV cache: %d blocks of %d tokens, %d layers", num_blocks, self.block_size, self.num_kv_layers)
         return num_blocks
@@ -180,8 +189,10 @@ class ModelRunner:
         inputs = self.prepare_inputs(scheduler_output)
         input_ids = inputs.input_ids
         if inputs.fill_dst is not None:
-            assert self._prev_tokens is not None
-            input_ids[inputs.fill_dst] = self._prev_tokens[inputs.fill_src]
+            if self.tp.is_driver:
+                assert self._prev_tokens is not None
+                input_ids[inputs.fill_dst] = self._prev_tokens[inputs.fill_src]
+            self.tp.broadcast(input_ids)  # only rank 0 sampled the in-flight tokens
         self.attn.plan(inputs.metadata)
         hidden = self.model(input_ids, inputs.positions, self.attn)  # [T, H]
         if self.proposer is not None:
@@ -189,9 +200,10 @@ class ModelRunner:
         sampler_output = None
         if inputs.sampled_req_ids:
             logits = self.model.compute_logits(hidden[inputs.logits_rows])  # [S, V] fp32
-            rows = self._sampling_rows(scheduler_output, inputs.sampled_req_ids)
-            batch = SamplingBatch.build(rows, self.vocab_size, self.device)
-            sampler_output = self.sampler(logits, batch)
+            if self.tp.is_driver:
+                rows = self._sampling_rows(scheduler_output, inputs.sampled_req_ids)
+                batch = SamplingBatch.build(rows, self.vocab_size, self.device)
+                sampler_output = self.sampler(logits, batch)
         # NOTE: only this step's tokens can be in flight when the next step is prepared (one step of overlap).
         self._prev_tokens = None if sampler_output is None else sampler_output.sampled_token_ids
         self._prev_rows = {request_id: i for i, request_id in enumerate(inputs.sampled_req_ids)}
@@ -292,17 +304,10 @@ class ModelRunner:
         emitted: list[list[int]] = []
         logprobs = spec_logprobs = None
         if sampled:
-            states = self._request_states(sampled)
-            drafts = [s.spec_token_ids for s in sampled]
-            rows = [SamplingRow(state, d[:j]) for state, d in zip(states, drafts) for j in range(len(d) + 1)]
-            batch = SamplingBatch.build(rows, self.vocab_size, self.device)
             logits = self.model.compute_logits(hidden[inputs.logits_rows])  # [sum(k_r + 1), V] fp32
-            emitted = self._verify(logits, batch, drafts, states)
-            for state, tokens in zip(states, emitted):
-                state.output_token_ids.extend(tokens)  # type: ignore[attr-defined]
-            if batch.max_num_logprobs >= 0:
-                logprobs, spec_logprobs = self._verify_logprobs(logits, emitted, drafts, states,
-                                                                batch.max_num_logprobs)
+            if self.tp.is_driver:
+                emitted, logprobs, spec_logprobs = self._verify_sampled(sampled, logits)
+            emitted = self.tp.broadcast_object(emitted)  # every rank runs the draft-extend over them
         extend = DraftExtendBatch.from_step(scheduler_output.scheduled, inputs.query_start_cpu,
                                             inputs.block_table_cpu, emitted)
         next_drafts = self.proposer.propose(hidden, extend, self.attn)
@@ -314,6 +319,20 @@ class ModelRunner:
             spec_logprobs=spec_logprobs,
             spec_token_ids=next_drafts,
         )
+
+    def _verify_sampled(self, sampled: list[ScheduledRequest], logits: torch.Tensor):
+        """-> (emitted tokens per request, logprobs, spec_logprobs); the driver's part of a speculative step."""
+        states = self._request_states(sampled)
+        drafts = [s.spec_token_ids for s in sampled]
+        rows = [SamplingRow(state, d[:j]) for state, d in zip(states, drafts) for j in range(len(d) + 1)]
+        batch = SamplingBatch.build(rows, self.vocab_size, self.device)
+        emitted = self._verify(logits, batch, drafts, states)
+        for state, tokens in zip(states, emitted):
+            state.output_token_ids.extend(tokens)  # type: ignore[attr-defined]
+        logprobs = spec_logprobs = None
+        if batch.max_num_logprobs >= 0:
+            logprobs, spec_logprobs = self._verify_logprobs(logits, emitted, drafts, states, batch.max_num_logprobs)
+        return emitted, logprobs, spec_logprobs
 
     def _verify(self, logits: torch.Tensor, batch: SamplingBatch, drafts: list[tuple[int, ...]],
                 states: list[SamplingRequestState]) -> list[list[int]]:

@@ -3,7 +3,8 @@
 `fused_experts(x, w13, w2, topk_ids, topk_weights)` computes, for every token t,
     sum_i topk_weights[t, i] * down_e(silu(gate_e(x_t)) * up_e(x_t)),   e = topk_ids[t, i]
 with w13 [E, 2I, H] (gate rows first, then up) and w2 [E, H, I]. Assignments are sorted by expert once; no Python
-loop ever runs over tokens.
+loop ever runs over tokens. Expert parallelism: an id equal to E (`w13.shape[0]`) marks an assignment whose expert
+lives on another rank; it is sorted last and contributes nothing here.
 
 Two implementations of the same math:
 - `looped_experts`: a loop over the experts that received tokens. The reference and the CPU path; differentiable.
@@ -34,7 +35,8 @@ def looped_experts(
     x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
 ) -> torch.Tensor:
     token_of, weights, flat_ids = _sort_by_expert(topk_ids, topk_weights)
-    counts = torch.bincount(flat_ids, minlength=w13.shape[0]).tolist()  # NOTE: one host sync per layer
+    num_experts = w13.shape[0]
+    counts = torch.bincount(flat_ids, minlength=num_experts)[:num_experts].tolist()  # NOTE: one host sync per layer
     out = torch.zeros_like(x)
     start = 0
     for expert, count in enumerate(counts):
@@ -49,13 +51,19 @@ def looped_experts(
 
 
 def grouped_experts(
-    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor,
+    has_foreign: bool = False,
 ) -> torch.Tensor:
     token_of, weights, flat_ids = _sort_by_expert(topk_ids, topk_weights)
-    offsets = torch.cumsum(torch.bincount(flat_ids, minlength=w13.shape[0]), 0).to(torch.int32)  # [E] group ends
+    num_experts = w13.shape[0]
+    counts = torch.bincount(flat_ids, minlength=num_experts)[:num_experts]
+    offsets = torch.cumsum(counts, 0).to(torch.int32)  # [E] group ends
     h = F.grouped_mm(x[token_of], w13.transpose(1, 2), offs=offsets)  # [T*k, 2I]
     gate, up = h.chunk(2, dim=-1)
     y = F.grouped_mm(F.silu(gate) * up, w2.transpose(1, 2), offs=offsets)  # [T*k, H]
+    if has_foreign:  # NOTE: rows past the last group (other ranks' experts) are uninitialised, maybe NaN
+        is_here = torch.arange(y.shape[0], device=y.device).unsqueeze(-1) < offsets[-1]
+        y = torch.where(is_here, y, 0.0)
     return torch.zeros_like(x).index_add_(0, token_of, (y * weights).to(x.dtype))
 
 
@@ -65,10 +73,11 @@ def fused_experts(
     w2: torch.Tensor,  # [E, H, I]
     topk_ids: torch.Tensor,  # [T, k] int64
     topk_weights: torch.Tensor,  # [T, k] float32
+    has_foreign: bool = False,  # expert parallelism: topk_ids may hold E (an expert on another rank)
 ) -> torch.Tensor:  # [T, H], dtype of x
     if x.is_cuda and x.dtype == torch.bfloat16:
-        return grouped_experts(x, w13, w2, topk_ids, topk_weights)
+        return grouped_experts(x, w13, w2, topk_ids, topk_weights, has_foreign)
     is_small_cpu_batch = x.device.type == "cpu" and topk_ids.numel() <= _CPU_GROUPED_MAX_ASSIGNMENTS
     if is_small_cpu_batch and x.dtype == torch.float32 and w13.dtype == torch.float32 and not torch.is_grad_enabled():
-        return grouped_experts(x, w13, w2, topk_ids, topk_weights)
+        return grouped_experts(x, w13, w2, topk_ids, topk_weights, has_foreign)
     return looped_experts(x, w13, w2, topk_ids, topk_weights)

@@ -49,3 +49,23 @@ def test_unused_experts_and_gradients():
     out = fused_experts(x, w13, w2, ids, torch.ones(5, 2))
     out.sum().backward()
     assert w13.grad[1:5].abs().sum() == 0 and w13.grad[0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("impl", [looped_experts, grouped_experts])
+def test_expert_parallel_halves_sum_to_the_whole(impl):
+    """Expert parallelism: each rank holds half the experts and marks the others' assignments with id E_local; the
+    two partial outputs sum to the single-rank result (the uninitialised rows of foreign assignments never leak)."""
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(9, 32, generator=gen)
+    w13, w2 = torch.randn(8, 32, 32, generator=gen) * 0.2, torch.randn(8, 32, 16, generator=gen) * 0.2
+    ids = torch.stack([torch.randperm(8, generator=gen)[:3] for _ in range(9)])
+    weights = torch.rand(9, 3, generator=gen)
+    with torch.no_grad():
+        parts = []
+        for start in (0, 4):
+            local = ids - start
+            local = local.masked_fill((local < 0) | (local >= 4), 4)
+            parts.append(impl(x, w13[start:start + 4], w2[start:start + 4], local, weights, has_foreign=True)
+                         if impl is grouped_experts else impl(x, w13[start:start + 4], w2[start:start + 4], local,
+                                                               weights))
+        torch.testing.assert_close(parts[0] + parts[1], naive(x, w13, w2, ids, weights), atol=1e-5, rtol=1e-5)
