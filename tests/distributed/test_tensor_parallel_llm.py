@@ -1,0 +1,91 @@
+"""LLM(tensor_parallel_size=2) end to end on CPU (gloo): rank 0 schedules and samples, a spawned follower runs its
+shard. Greedy tokens of a batch of mixed prompts equal the single-process engine's, with and without expert
+parallelism and MTP speculation; a killed follower is a clear error on rank 0, not a hang.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import pytest
+import torch
+
+from engine import LLM, SamplingParams
+from engine.distributed.executor import WorkerDiedError
+from model_factory import make_tiny_model_dir
+
+VOCAB = 1000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return make_tiny_model_dir(tmp_path_factory.mktemp("tiny_tp"), seed=11)
+
+
+def make_llm(model_dir, **kwargs) -> LLM:
+    return LLM(model=model_dir, dtype=torch.float32, device="cpu", max_model_len=256, num_blocks_override=200,
+               max_num_batched_tokens=96, **kwargs)  # a small token budget: chunked prefill across steps
+
+
+def mixed_batch(seed: int = 0, num: int = 10):
+    rng = random.Random(seed)
+    lengths = [1, 2, 15, 16, 17, 150] + [rng.randint(1, 60) for _ in range(num - 6)]
+    prompts = [{"prompt_token_ids": [rng.randrange(4, VOCAB) for _ in range(n)]} for n in lengths]
+    params = [SamplingParams(temperature=0, max_tokens=rng.randint(1, 12), ignore_eos=True) for _ in prompts]
+    return prompts, params
+
+
+def generate(llm: LLM, prompts, params) -> list[list[int]]:
+    return [o.outputs[0].token_ids for o in llm.generate(prompts, params, use_tqdm=False)]
+
+
+@pytest.fixture(scope="module")
+def reference(model_dir):
+    prompts, params = mixed_batch()
+    return generate(make_llm(model_dir), prompts, params)
+
+
+@pytest.mark.parametrize("expert_parallel, k, async_scheduling", [
+    (False, 0, True),  # async: in-flight tokens reach the follower through the input-id broadcast
+    (False, 2, False),
+    (True, 0, False),
+    (True, 2, False),
+])
+def test_tp2_greedy_tokens_equal_tp1(model_dir, reference, expert_parallel, k, async_scheduling):
+    llm = make_llm(model_dir, tensor_parallel_size=2, enable_expert_parallel=expert_parallel,
+                   num_speculative_tokens=k, async_scheduling=async_scheduling)
+    try:
+        prompts, params = mixed_batch()
+        assert generate(llm, prompts, params) == reference
+        if k:
+            assert llm.engine.scheduler.spec_decode_stats.num_drafts > 0, "speculation never ran"
+    finally:
+        llm.shutdown()
+    assert all(not worker.is_alive() for worker in llm.engine.model_runner.workers)
+
+
+def test_killed_worker_is_a_clear_error_on_rank0(model_dir):
+    llm = make_llm(model_dir, tensor_parallel_size=2)
+    try:
+        prompts, params = mixed_batch(num=6)
+        generate(llm, prompts[:2], params[:2])
+        worker = llm.engine.model_runner.workers[0]
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.join(10)
+        start = time.monotonic()
+        with pytest.raises(WorkerDiedError, match=r"rank 1 \(pid \d+\) died"):
+            generate(llm, prompts, params)
+        assert time.monotonic() - start < 10
+    finally:
+        llm.shutdown()
