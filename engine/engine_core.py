@@ -72,6 +72,12 @@ class EngineCore:
         return cls(scheduler, runner, config.model_config.vocab_size, tuple(dict.fromkeys(eos)),
                    config.scheduler.async_scheduling and not spec.is_enabled)
 
+    def check_health(self) -> None:
+        """Raise when the engine cannot run a step (a tensor-parallel worker process died); cheap, no collective."""
+        check_workers = getattr(self.model_runner, "check_workers", None)
+        if check_workers is not None:
+            check_workers()
+
     def shutdown(self) -> None:
         """Release what the runner holds outside this process (tensor-parallel followers); idempotent."""
         shutdown = getattr(self.model_runner, "shutdown", None)

@@ -32,6 +32,8 @@ class ServerArgs:
     kv_cache_memory: int | None = None  # bytes for the KV cache; None: the engine's default sizing
     enable_prefix_caching: bool = True
     num_speculative_tokens: int = 0  # MTP draft tokens per step (0: off)
+    tensor_parallel_size: int = 1  # ranks (processes, one GPU each) the model is split across
+    enable_expert_parallel: bool = False  # routed experts placed whole across the ranks instead of sliced
     seed: int = 0  # the engine's generator seed for requests without their own seed
     max_queued_requests: int = 1024  # waiting + running requests (each of n counts); beyond: 503
     cors_origins: tuple[str, ...] = ()  # allowed CORS origins; empty: no CORS middleware
@@ -58,6 +60,8 @@ class ServerArgs:
             raise ValueError(f"max_model_len must be >= 1, got {self.max_model_len}")
         if self.kv_cache_memory is not None and self.kv_cache_memory < 1:
             raise ValueError(f"kv_cache_memory must be >= 1 byte, got {self.kv_cache_memory}")
+        if self.tensor_parallel_size < 1:
+            raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if self.num_speculative_tokens < 0:
             raise ValueError(f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}")
         if self.tool_call_streaming not in ("exact", "incremental"):

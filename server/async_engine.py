@@ -303,8 +303,11 @@ class AsyncEngine:
         spec_seen = spec_stats.snapshot()
         loop = self._loop
         assert loop is not None
+        check_health = getattr(core, "check_health", None)  # raises when a tensor-parallel worker died
         while True:
             self.heartbeat = time.monotonic()
+            if check_health is not None:
+                check_health()
             if not self._drain_inbox(core, probe, awaiting_first, block=not core.has_unfinished_requests()):
                 return
             outputs = core.step_fn() if core.has_unfinished_requests() else []

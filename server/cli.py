@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-memory", type=_size, help="KV cache size in bytes (8GiB, 512MB, ...)")
     p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--num-speculative-tokens", type=int, default=0, help="MTP draft tokens per step (0: off)")
+    p.add_argument("--tensor-parallel-size", "-tp", type=_positive_int, default=1,
+                   help="split the model across this many GPUs (one process each; under torchrun: WORLD_SIZE)")
+    p.add_argument("--enable-expert-parallel", action="store_true",
+                   help="place routed experts whole across the tensor-parallel ranks instead of slicing them")
     p.add_argument("--seed", type=int, default=0, help="engine seed for requests without their own")
     p.add_argument("--max-queued-requests", "--max-num-queued-reqs", type=_positive_int, default=1024,
                    help="waiting + running sequences before 503 server_overloaded")
@@ -101,6 +105,7 @@ def args_from_namespace(ns: argparse.Namespace) -> ServerArgs:
         max_model_len=ns.max_model_len, max_num_seqs=ns.max_num_seqs,
         max_num_batched_tokens=ns.max_num_batched_tokens, kv_cache_memory=ns.kv_cache_memory,
         enable_prefix_caching=ns.enable_prefix_caching, num_speculative_tokens=ns.num_speculative_tokens,
+        tensor_parallel_size=ns.tensor_parallel_size, enable_expert_parallel=ns.enable_expert_parallel,
         seed=ns.seed, max_queued_requests=ns.max_queued_requests, cors_origins=tuple(ns.cors_origins),
         log_level=ns.log_level, tool_call_streaming=ns.tool_call_streaming, reasoning_field=ns.reasoning_field,
         default_chat_template_kwargs=ns.default_chat_template_kwargs,
@@ -125,6 +130,8 @@ def run_server(args: ServerArgs) -> int:
 
     model_config = ModelConfig.from_pretrained(args.model)
     config = build_engine_config(args, model_config)
+    if is_torchrun_follower():
+        return run_torchrun_follower(config)
     tokenizer = Tokenizer.from_model_dir(args.model)
     max_model_len = config.scheduler.max_model_len
     metrics = ServerMetrics(args.model_name, max_model_len)
@@ -147,6 +154,21 @@ def run_server(args: ServerArgs) -> int:
     server = GracefulServer(uv_config, ctx, args.shutdown_timeout, on_started=announce)
     server.run()
     return server.exit_code
+
+
+def is_torchrun_follower() -> bool:
+    """Started by torchrun as a rank other than 0: this process follows rank 0 and serves no HTTP."""
+    from engine.distributed.parallel_state import torchrun_env
+
+    env = torchrun_env()
+    return env is not None and env.rank != 0
+
+
+def run_torchrun_follower(config) -> int:
+    from engine.distributed.worker import torchrun_follower
+
+    torchrun_follower(config)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -18,6 +18,7 @@ from engine.config import ModelConfig, resolve_dtype
 from engine.engine_config import (
     CacheConfig,
     EngineConfig,
+    ParallelConfig,
     SchedulerConfig,
     SpeculativeConfig,
     default_async_scheduling,
@@ -55,8 +56,10 @@ def build_engine_config(args: ServerArgs, model_config: ModelConfig) -> EngineCo
     )
     cache = CacheConfig(kv_cache_memory=args.kv_cache_memory, enable_prefix_caching=args.enable_prefix_caching)
     speculative = SpeculativeConfig(num_speculative_tokens=args.num_speculative_tokens)
+    parallel = ParallelConfig(tensor_parallel_size=args.tensor_parallel_size,
+                              enable_expert_parallel=args.enable_expert_parallel)
     return EngineConfig(model=args.model, model_config=model_config, dtype=dtype, device=device, cache=cache,
-                        scheduler=scheduler, seed=args.seed, speculative=speculative)
+                        scheduler=scheduler, seed=args.seed, speculative=speculative, parallel=parallel)
 
 
 def core_factory(args: ServerArgs, config: EngineConfig) -> Callable[[], EngineCoreLike]:
