@@ -10,6 +10,8 @@
 #   SKIP_BENCH=1 bash scripts/gpu_check.sh     # tests only
 #   BENCH_ARGS="--layers 2 --batch-sizes 1,64" bash scripts/gpu_check.sh
 #   OUT_DIR=/some/dir bash scripts/gpu_check.sh  # also writes gpu_tests.log and gpu_bench.md there
+#   With several GPUs (nvidia-smi -L) it also compares TP=1 with TP=N greedy tokens (scripts/tp_check.py,
+#   TP_ARGS="--tp 2 --dtype bfloat16" to choose).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -69,6 +71,16 @@ timeout "${TEST_TIMEOUT:-360}" "$PYTHON" -m pytest tests/gpu -q -ra -p no:cachep
 TEST_RC=${PIPESTATUS[0]}
 [ "$TEST_RC" = 124 ] && echo "FAIL: tests/gpu ran past ${TEST_TIMEOUT:-360} s"
 
+TP_RC=0
+NUM_GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$NUM_GPUS" -gt 1 ]; then
+  echo "== tensor parallel: TP=1 vs TP=N greedy tokens on $NUM_GPUS GPUs (scripts/tp_check.py ${TP_ARGS:-})"
+  # shellcheck disable=SC2086
+  timeout "${TP_TIMEOUT:-480}" "$PYTHON" scripts/tp_check.py ${TP_ARGS:-} 2>&1 | log tp_check.md
+  TP_RC=${PIPESTATUS[0]}
+  [ "$TP_RC" = 124 ] && echo "FAIL: the tensor-parallel check ran past ${TP_TIMEOUT:-480} s"
+fi
+
 BENCH_RC=0
 if [ -z "${SKIP_BENCH:-}" ]; then
   echo "== scripts/gpu_bench.py ${BENCH_ARGS:-}"
@@ -78,6 +90,6 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   [ "$BENCH_RC" = 124 ] && echo "FAIL: the benchmark ran past ${BENCH_TIMEOUT:-480} s"
 fi
 
-echo "== summary: tests/gpu exit $TEST_RC, benchmark exit $BENCH_RC"
-[ "$TEST_RC" = 0 ] && [ "$BENCH_RC" = 0 ] && exit 0
+echo "== summary: tests/gpu exit $TEST_RC, tensor parallel exit $TP_RC, benchmark exit $BENCH_RC"
+[ "$TEST_RC" = 0 ] && [ "$TP_RC" = 0 ] && [ "$BENCH_RC" = 0 ] && exit 0
 exit 1

@@ -61,7 +61,6 @@ class MultiprocExecutor:
             if env.world_size != world_size or env.rank != 0:
                 raise ValueError(f"tensor_parallel_size={world_size}, but torchrun started rank {env.rank} of "
                                  f"WORLD_SIZE={env.world_size}; they must match and the server runs on rank 0")
-            config = dataclasses.replace(config, device=rank_device(config, env.local_rank))
             init_method = "env://"
         else:
             init_method = f"tcp://127.0.0.1:{_free_port()}"
@@ -71,6 +70,7 @@ class MultiprocExecutor:
                                          name=f"glm-tp-rank{rank}", daemon=True)
                 worker.start()
                 workers.append(worker)
+        config = dataclasses.replace(config, device=rank_device(config, env.local_rank if env else 0))
         try:
             tp = init_distributed(config.parallel.layout(0), config.device, init_method,
                                   config.parallel.distributed_timeout_s)

@@ -92,7 +92,7 @@ def init_distributed(layout: ParallelLayout, device: torch.device, init_method: 
     """Join the process group (every rank calls this with the same init_method) and return this rank's group."""
     backend = "nccl" if device.type == "cuda" else "gloo"
     timeout = datetime.timedelta(seconds=timeout_s)
-    if device.type == "cuda":
+    if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)
     dist.init_process_group(backend, init_method=init_method, rank=layout.rank, world_size=layout.world_size,
                             timeout=timeout)
