@@ -223,7 +223,6 @@ class TextAssembler:
 
     def __init__(self, tokenizer, params: SamplingParams, completion: CompletionOutput) -> None:
         self.completion = completion
-        self._has_stop_strings = bool(params.stop)
         self._detokenizer = None
         if tokenizer is not None:
             self._detokenizer = tokenizer.detokenizer(
@@ -237,8 +236,10 @@ class TextAssembler:
         """Append one step's tokens; returns the stop string that ended the text, if one did."""
         c = self.completion
         token_ids, matched = out.new_token_ids, None
-        if self._detokenizer is not None:
-            token_ids, matched = self._push(token_ids)
+        if self._detokenizer is not None:  # NOTE: tokens after a stop string completed mid-step are dropped
+            num_kept, step = self._detokenizer.push_until_stop(token_ids)
+            token_ids, matched = token_ids[:num_kept], step.stop_string
+            c.text += step.text
         c.token_ids.extend(token_ids)
         if out.new_logprobs is not None and c.logprobs is not None:
             for token_id, lp in zip(token_ids, out.new_logprobs):
@@ -253,18 +254,3 @@ class TextAssembler:
         elif out.finished:
             c.finish_reason, c.stop_reason = out.finish_reason, out.stop_reason
         return matched
-
-    def _push(self, token_ids: tuple[int, ...]) -> tuple[tuple[int, ...], str | None]:
-        """Detokenize a step's tokens; returns those kept and the stop string matched. NOTE: a speculative step
-        brings several tokens; with stop strings they are pushed one by one, and a stop string completed by one
-        drops the tokens after it, which one-token steps would never have generated."""
-        assert self._detokenizer is not None
-        chunks = [token_ids[i : i + 1] for i in range(len(token_ids))] if self._has_stop_strings else [token_ids]
-        num_kept = 0
-        for chunk in chunks:
-            step = self._detokenizer.push(chunk)
-            self.completion.text += step.text
-            num_kept += len(chunk)
-            if step.stop_string is not None:
-                return token_ids[:num_kept], step.stop_string
-        return token_ids, None

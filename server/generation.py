@@ -110,10 +110,14 @@ class GenerationRun:
         elif choice.last_token_at is not None:
             self.ctx.metrics.record_inter_token_latency(item.arrived_at - choice.last_token_at)
         choice.last_token_at = item.arrived_at
-        choice.token_ids.extend(out.new_token_ids)
-        if out.new_logprobs is not None:
-            choice.logprobs.extend(out.new_logprobs)
-        released = choice.detokenizer.push(out.new_token_ids)
+        # NOTE: a multi-token (speculative) step may complete a stop string before its last token: the tokens after
+        # it are dropped from the ids, logprobs and usage, as if they had come one per step.
+        num_kept, released = choice.detokenizer.push_until_stop(out.new_token_ids)
+        token_ids = out.new_token_ids[:num_kept]
+        logprobs = None if out.new_logprobs is None else out.new_logprobs[:num_kept]
+        choice.token_ids.extend(token_ids)
+        if logprobs is not None:
+            choice.logprobs.extend(logprobs)
         text, stop_string = released.text, released.stop_string
         if stop_string is None and out.finished:
             tail = choice.detokenizer.finish()
@@ -123,7 +127,7 @@ class GenerationRun:
             self.group.finish(choice.child_id, stopped=True)  # no-op when the engine finished it already
         elif out.finished:
             choice.finish_reason, choice.stop_reason = out.finish_reason, out.stop_reason
-        return ChoiceDelta(choice, text, out.new_token_ids, out.new_logprobs, choice.is_finished)
+        return ChoiceDelta(choice, text, token_ids, logprobs, choice.is_finished)
 
     async def run_to_end(self) -> None:
         async for _ in self.events():

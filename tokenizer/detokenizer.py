@@ -81,6 +81,21 @@ class IncrementalDetokenizer:
         self._prefix, self._read = self._read, len(self._ids)
         return self._release(window[len(context) :])
 
+    def push_until_stop(self, token_ids: Sequence[int]) -> tuple[int, DetokenizerOutput]:
+        """Push a step's ids, one at a time when there are stop strings; returns (how many of them belong to the
+        output, their text). NOTE: a multi-token (speculative) step may complete a stop string before its last
+        token; the tokens after that one were never generated as far as the output is concerned, so callers drop
+        them from token ids, logprobs and usage counts."""
+        if not self._stops.has_stop_strings:
+            return len(token_ids), self.push(token_ids)
+        texts = []
+        for num_kept, token_id in enumerate(token_ids, start=1):
+            step = self.push((token_id,))
+            texts.append(step.text)
+            if step.stop_string is not None:
+                return num_kept, DetokenizerOutput("".join(texts), step.stop_string)
+        return len(token_ids), DetokenizerOutput("".join(texts), None)
+
     def finish(self) -> DetokenizerOutput:
         """End of generation: release what an incomplete character or a possible stop string held back."""
         if self.stopped:

@@ -24,6 +24,10 @@ class StopStringMatcher:
         self.matched: str | None = None
         """The stop string found, once found."""
 
+    @property
+    def has_stop_strings(self) -> bool:
+        return bool(self._stops)
+
     def push(self, text: str) -> str:
         """Text that may be released now; after a match, always empty."""
         if self.matched is not None:
