@@ -70,8 +70,9 @@ class SpeculativeConfig:
     """MTP speculative decoding (vLLM's `speculative_config` with method "mtp"): engine/mtp_proposer.py."""
 
     num_speculative_tokens: int = 0  # k: draft tokens verified per request per step; 0 = off
-    # Steps with more sampling requests than this draft nothing (verify rows cost real compute once the batch is
-    # large); None = always draft. NOTE: a request that skipped its MTP draft-extend once never drafts again.
+    # Steps with more scheduled requests than this draft nothing and run no MTP pass (verify rows cost real compute
+    # once the batch is large); drafting resumes, with the MTP KV caught up, when the batch falls back to it.
+    # None = always draft (vLLM's speculative_disable_by_batch_size).
     disable_by_batch_size: int | None = None
 
     def __post_init__(self) -> None:

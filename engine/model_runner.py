@@ -309,7 +309,7 @@ class ModelRunner:
                 emitted, logprobs, spec_logprobs = self._verify_sampled(sampled, logits)
             emitted = self.tp.broadcast_object(emitted)  # every rank runs the draft-extend over them
         extend = DraftExtendBatch.from_step(scheduler_output.scheduled, inputs.query_start_cpu,
-                                            inputs.block_table_cpu, emitted)
+                                            inputs.block_table_cpu, inputs.positions, emitted)
         next_drafts = self.proposer.propose(hidden, extend, self.attn)
         return ModelRunnerOutput(
             req_ids=tuple(s.request_id for s in sampled),

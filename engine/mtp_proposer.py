@@ -1,11 +1,14 @@
 """MTPProposer: k draft tokens per request from the model's one MTP layer (reference section 4), once per step.
 
 After the target's forward and the verification of a step (model_runner.py), the proposer runs:
-1. Draft-extend, one MTP pass over every newly committed position p of every scheduled request: row p takes the
-   target hidden h_p of this step (after model.norm) and the token t_{p+1} (the next prompt token, an accepted
-   draft, or the token just sampled or corrected). Every position of the sequence thus gets MTP KV, from the
-   target's own hidden states, overwriting whatever a draft step wrote there. The last row of a request that
-   sampled yields draft 1: the greedy argmax of its MTP logits, whatever the request's temperature.
+1. Draft-extend, one MTP pass over the step's rows, under the step's own attention plan: row p takes the target
+   hidden h_p of this step (after model.norm) and the token t_{p+1} (the next prompt token, an accepted draft, or
+   the token just sampled or corrected). Every committed position of the sequence thus gets MTP KV, from the
+   target's own hidden states, overwriting whatever a draft step wrote there. The last committed row of a request
+   that sampled yields draft 1: the greedy argmax of its MTP logits, whatever the request's temperature.
+   NOTE: the rows of rejected drafts run too (so that the step's plan serves as is) and write MTP KV at positions
+   past the committed ones; those slots are rewritten (by a draft step, or the next step's draft-extend) before any
+   row reads them, as rows only read slots at or before their own position.
 2. Draft steps j = 2..k, one row per drafting request: input token d_{j-1}, hidden g_{j-1} = the previous MTP
    step's output AFTER shared_head.norm (carrying the un-normalised sum collapses acceptance, section 4.3).
 
@@ -18,6 +21,9 @@ NOTE (prefix caching): MTP slot p depends on t_{p+1}, one token past p's block. 
 a prefix-cache hit was written by the request that filled the block, with its own next token; a request that
 continues the block differently reads one slightly wrong MTP entry. Only its drafts can suffer, never its output:
 verification is exact.
+
+Above `disable_by_batch_size` scheduled requests a step drafts nothing and runs no MTP pass; its committed rows wait
+in a `DraftExtendBacklog` and join the draft-extend of the request's next drafting step (engine/draft_extend_backlog.py).
 """
 
 from __future__ import annotations
@@ -28,21 +34,27 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.draft_extend_backlog import DraftExtendBacklog
 from engine.engine_config import SpeculativeConfig
 from engine.outputs import ScheduledRequest
 from kernels.attention.base import AttentionBackend, AttentionMetadata
 
 
+# Most draft-extend rows kept per request while drafting is off (see DraftExtendBacklog).
+MAX_BACKLOG_ROWS = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class DraftExtendBatch:
-    """The draft-extend rows of one step: R scheduled requests in the step's order, E rows in all."""
+    """The draft-extend rows of one step: exactly the step's T rows, R scheduled requests in the step's order."""
 
     req_ids: tuple[str, ...]  # [R]
-    # [E] int64 rows of the target's hidden output; None: all of them, in order (the extend rows are then exactly
-    # the step's rows, which the attention backend's current plan describes)
-    hidden_rows: np.ndarray | None
-    input_ids: np.ndarray  # [E] int64: t_{p+1} of each row p
-    query_lens: np.ndarray  # [R] int64 rows per request (>= 1)
+    # [T] int64: row p's next token t_{p+1}. Rows past a request's committed ones (its rejected drafts) carry their
+    # draft: whatever they write is rewritten before it is read (see the module's NOTE).
+    input_ids: np.ndarray
+    positions: torch.Tensor  # [T] int64 on the device: the step's positions
+    query_start: np.ndarray  # [R+1] int64: request r owns rows query_start[r] .. query_start[r+1] - 1
+    num_committed: np.ndarray  # [R] int64: the first rows of each request that stay (all but rejected drafts), >= 1
     start_positions: np.ndarray  # [R] int64 position of each request's first row
     block_table: np.ndarray  # [R, max_blocks] int32, padded with 0
     num_blocks: np.ndarray  # [R] int64 blocks each request holds (its KV capacity is num_blocks * block_size)
@@ -52,37 +64,40 @@ class DraftExtendBatch:
     def num_drafting(self) -> int:
         return int(self.is_drafting.sum())
 
+    def committed_input_ids(self, r: int) -> np.ndarray:
+        """t_{p+1} of request r's committed rows."""
+        first = self.query_start[r]
+        return self.input_ids[first : first + self.num_committed[r]]
+
     @classmethod
     def from_step(cls, scheduled: Sequence[ScheduledRequest], query_start: np.ndarray, block_table: np.ndarray,
-                  emitted: Sequence[Sequence[int]]) -> DraftExtendBatch:
-        """Each scheduled request's newly committed rows (all its rows but the rejected drafts'), each paired with
-        the token that follows it: the next known token, an accepted draft, or the token just emitted.
-        query_start [R+1] and block_table [R, max_blocks]: the step's layout; emitted: per sampling request."""
+                  positions: torch.Tensor, emitted: Sequence[Sequence[int]]) -> DraftExtendBatch:
+        """Pair each of the step's rows with the token that follows it: the next known token, an accepted draft, or
+        the token just emitted. query_start [R+1], block_table [R, max_blocks], positions [T]: the step's layout;
+        emitted: the tokens of each sampling request, in order."""
         num_reqs = len(scheduled)
-        query_lens = np.empty(num_reqs, np.int64)
+        num_committed = np.empty(num_reqs, np.int64)
         input_ids: list[int] = []
         emitted_iter = iter(emitted)
         for i, s in enumerate(scheduled):
+            assert len(s.token_ids) == s.num_scheduled_tokens, f"{s.request_id}: a step token is not on the host"
             if s.is_sampled:
                 tokens = next(emitted_iter)
                 num_rows = s.num_scheduled_tokens - len(s.spec_token_ids) + len(tokens) - 1
-                input_ids += s.token_ids[1:num_rows]
-                input_ids.append(tokens[-1])
+                row_ids = [*s.token_ids[1:], tokens[-1]]
+                row_ids[num_rows - 1] = tokens[-1]
             else:
                 assert s.next_token_id >= 0, f"{s.request_id}: a prefill chunk's next token must be known"
                 num_rows = s.num_scheduled_tokens
-                input_ids += s.token_ids[1:]
-                input_ids.append(s.next_token_id)
-            query_lens[i] = num_rows
-        hidden_rows = None
-        if not np.array_equal(query_lens, query_start[1:] - query_start[:-1]):
-            starts = np.cumsum(query_lens) - query_lens
-            hidden_rows = np.repeat(query_start[:-1] - starts, query_lens) + np.arange(int(query_lens.sum()))
+                row_ids = [*s.token_ids[1:], s.next_token_id]
+            input_ids += row_ids
+            num_committed[i] = num_rows
         return cls(
             req_ids=tuple(s.request_id for s in scheduled),
-            hidden_rows=hidden_rows,
             input_ids=np.array(input_ids, np.int64),
-            query_lens=query_lens,
+            positions=positions,
+            query_start=query_start,
+            num_committed=num_committed,
             start_positions=np.fromiter((s.num_computed_tokens for s in scheduled), np.int64, num_reqs),
             block_table=block_table,
             num_blocks=np.fromiter((len(s.block_ids) for s in scheduled), np.int64, num_reqs),
@@ -100,52 +115,82 @@ class MTPProposer:
         self.disable_by_batch_size = config.disable_by_batch_size
         self.block_size = block_size
         self.device = device
-        # Requests whose MTP KV has a hole (a step skipped their draft-extend): they never draft again.
-        self._stale: set[str] = set()
+        self.backlog = DraftExtendBacklog(MAX_BACKLOG_ROWS)
 
     def forget(self, req_ids: tuple[str, ...]) -> None:
         """Drop what is kept about finished requests."""
-        if self._stale:
-            self._stale.difference_update(req_ids)
+        if len(self.backlog):
+            self.backlog.forget(req_ids)
+
+    def is_disabled_for(self, num_requests: int) -> bool:
+        """True when a step with this many scheduled requests drafts nothing."""
+        limit = self.disable_by_batch_size
+        return limit is not None and num_requests > limit
 
     @torch.inference_mode()
     def propose(self, hidden: torch.Tensor, batch: DraftExtendBatch,
                 attn: AttentionBackend) -> tuple[tuple[int, ...], ...]:
         """hidden [T, H]: the target's output of the step. Returns drafts per drafting request (batch order); a
-        request may get fewer than k (lookahead slots missing) or none (speculation off for it)."""
-        limit = self.disable_by_batch_size
-        if limit is not None and batch.num_drafting > limit:
-            self._stale.update(batch.req_ids)  # NOTE: no draft-extend this step, so their MTP KV gets a hole
+        request may get fewer than k (lookahead slots missing) or none (speculation off for this step)."""
+        if self.is_disabled_for(len(batch.req_ids)):
+            self._defer(hidden, batch)
             return ((),) * batch.num_drafting
-        g = self._draft_extend(hidden, batch, attn)  # [D, H] last rows of the drafting requests
+        g = self._draft_extend(hidden, batch, attn)  # [D, H] last committed rows of the drafting requests
         if g is None:
             return ()
         drafting = np.flatnonzero(batch.is_drafting)
-        last_positions = (batch.start_positions + batch.query_lens - 1)[drafting]
+        last_positions = (batch.start_positions + batch.num_committed - 1)[drafting]
         capacity = batch.num_blocks[drafting] * self.block_size
         steps = self._draft_steps(g, last_positions, capacity, batch.block_table[drafting], attn)
         drafts: list[list[int]] = [[] for _ in drafting]
         for rows, tokens in steps:  # NOTE: the only device->host copies of the proposer, after all its work
             for row, token in zip(rows.tolist(), tokens.tolist()):
                 drafts[row].append(token)
-        req_ids = batch.req_ids
-        return tuple(() if req_ids[i] in self._stale else tuple(d) for i, d in zip(drafting.tolist(), drafts))
+        return tuple(tuple(d) for d in drafts)
+
+    def _defer(self, hidden: torch.Tensor, batch: DraftExtendBatch) -> None:
+        """Keep each request's committed rows for its next drafting step (no MTP pass now)."""
+        starts = batch.query_start
+        for r, request_id in enumerate(batch.req_ids):
+            n = int(batch.num_committed[r])
+            rows = slice(int(starts[r]), int(starts[r]) + n)
+            self.backlog.add(request_id, int(batch.start_positions[r]), hidden[rows], batch.input_ids[rows])
 
     def _draft_extend(self, hidden: torch.Tensor, batch: DraftExtendBatch,
                       attn: AttentionBackend) -> torch.Tensor | None:
-        """Run the MTP layer over the committed rows; returns g of each drafting request's last row, [D, H]."""
-        if batch.hidden_rows is None:
-            # NOTE: the rows are the step's own and the backend still holds the step's plan: it serves as is.
-            rows, positions = hidden, self._to_device(_positions(batch.query_lens, batch.start_positions))
-        else:
-            rows = hidden[self._to_device(batch.hidden_rows)]
-            metadata, positions = self._metadata(batch.query_lens, batch.start_positions, batch.block_table)
-            attn.plan(metadata)
-        g = self.model.mtp_forward(self._to_device(batch.input_ids), rows, positions, attn)  # [E, H]
+        """Run the MTP layer over the step's rows (and any backlog); returns g of each drafting request's last
+        committed row, [D, H]."""
+        last_rows = batch.query_start[:-1] + batch.num_committed - 1  # [R]
+        if self.backlog.holds_any(batch.req_ids):
+            hidden, input_ids, positions, shift = self._with_backlog(hidden, batch, attn)
+            last_rows = last_rows + shift
+        else:  # NOTE: the rows are the step's own and the backend still holds the step's plan: it serves as is.
+            input_ids, positions = self._to_device(batch.input_ids), batch.positions
+        g = self.model.mtp_forward(input_ids, hidden, positions, attn)  # [E, H]
         if not batch.is_drafting.any():
             return None
-        last_rows = np.cumsum(batch.query_lens)[batch.is_drafting] - 1
-        return g[self._to_device(last_rows)]
+        return g[self._to_device(last_rows[batch.is_drafting])]
+
+    def _with_backlog(self, hidden: torch.Tensor, batch: DraftExtendBatch, attn: AttentionBackend):
+        """Prepend each request's kept rows to its step rows and plan attention over the result. Returns (hidden
+        rows [E, H], input ids [E], positions [E], shift [R]: how far each request's step rows moved)."""
+        starts = batch.query_start
+        pieces: list[torch.Tensor] = []
+        ids: list[np.ndarray] = []
+        first_positions = batch.start_positions.copy()
+        query_lens = starts[1:] - starts[:-1]
+        num_kept = np.zeros(len(batch.req_ids), np.int64)
+        for r, request_id in enumerate(batch.req_ids):
+            first, kept_hidden, kept_ids = self.backlog.take(request_id, int(batch.start_positions[r]))
+            first_positions[r] = first
+            num_kept[r] = batch.start_positions[r] - first
+            rows = slice(int(starts[r]), int(starts[r + 1]))
+            pieces += [*kept_hidden, hidden[rows]]
+            ids += [*kept_ids, batch.input_ids[rows]]
+        metadata, positions = self._metadata(query_lens + num_kept, first_positions, batch.block_table)
+        attn.plan(metadata)
+        shift = np.cumsum(num_kept)
+        return torch.cat(pieces), self._to_device(np.concatenate(ids)), positions, shift
 
     def _draft_steps(self, g: torch.Tensor, last_positions: np.ndarray, capacity: np.ndarray,
                      block_table: np.ndarray, attn: AttentionBackend) -> list[tuple[np.ndarray, torch.Tensor]]:

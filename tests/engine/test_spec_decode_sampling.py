@@ -74,13 +74,12 @@ class ModeDrafter(MTPProposer):
         self.outputs: dict[str, list[int]] = {}  # request id -> outputs seen in draft-extend inputs
 
     def propose(self, hidden: torch.Tensor, batch: DraftExtendBatch, attn) -> tuple[tuple[int, ...], ...]:
-        ends = np.cumsum(batch.query_lens)
         out = []
         for i in np.flatnonzero(batch.is_drafting):
             # Row p's input is the token at position p + 1; outputs start at position len(PROMPT).
             first = int(batch.start_positions[i]) + 1
             outputs = self.outputs.setdefault(batch.req_ids[i], [])
-            for position, token in enumerate(batch.input_ids[ends[i] - batch.query_lens[i] : ends[i]], first):
+            for position, token in enumerate(batch.committed_input_ids(i), first):
                 if position >= len(PROMPT):
                     del outputs[position - len(PROMPT):]
                     outputs.append(int(token))
