@@ -324,14 +324,18 @@ class ModelRunner:
         """-> (emitted tokens per request, logprobs, spec_logprobs); the driver's part of a speculative step."""
         states = self._request_states(sampled)
         drafts = [s.spec_token_ids for s in sampled]
-        rows = [SamplingRow(state, d[:j]) for state, d in zip(states, drafts) for j in range(len(d) + 1)]
-        batch = SamplingBatch.build(rows, self.vocab_size, self.device)
-        emitted = self._verify(logits, batch, drafts, states)
+        logprobs = spec_logprobs = None
+        if all(map(_is_plain_greedy, states)):  # the raw argmax decides: no sampling batch to build
+            emitted = _accept_greedy(logits.argmax(dim=-1).tolist(), drafts)
+        else:
+            rows = [SamplingRow(state, d[:j]) for state, d in zip(states, drafts) for j in range(len(d) + 1)]
+            batch = SamplingBatch.build(rows, self.vocab_size, self.device)
+            emitted = self._verify(logits, batch, drafts, states)
+            if batch.max_num_logprobs >= 0:
+                logprobs, spec_logprobs = self._verify_logprobs(logits, emitted, drafts, states,
+                                                                batch.max_num_logprobs)
         for state, tokens in zip(states, emitted):
             state.output_token_ids.extend(tokens)  # type: ignore[attr-defined]
-        logprobs = spec_logprobs = None
-        if batch.max_num_logprobs >= 0:
-            logprobs, spec_logprobs = self._verify_logprobs(logits, emitted, drafts, states, batch.max_num_logprobs)
         return emitted, logprobs, spec_logprobs
 
     def _verify(self, logits: torch.Tensor, batch: SamplingBatch, drafts: list[tuple[int, ...]],
@@ -342,15 +346,7 @@ class ModelRunner:
             return self.rejection_sampler(self.sampler.compute_probs(logits, batch), drafts, states).tolist()
         # All greedy: the rejection rule reduces to "accept while the draft is the row's argmax" (same tokens,
         # without building probabilities).
-        targets = self.sampler(logits, batch).sampled_token_ids.tolist()
-        emitted, start = [], 0
-        for d in drafts:
-            num_accepted = 0
-            while num_accepted < len(d) and d[num_accepted] == targets[start + num_accepted]:
-                num_accepted += 1
-            emitted.append([*d[:num_accepted], targets[start + num_accepted]])
-            start += len(d) + 1
-        return emitted
+        return _accept_greedy(self.sampler(logits, batch).sampled_token_ids.tolist(), drafts)
 
     def _verify_logprobs(self, logits: torch.Tensor, emitted: list[list[int]], drafts: list[tuple[int, ...]],
                          states: list[SamplingRequestState], num_top: int):
@@ -415,6 +411,26 @@ def _logits_rows(scheduled: tuple[ScheduledRequest, ...], sampled: list[int], cu
         return ends - 1
     offsets = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(ends - counts, counts) + offsets
+
+
+def _accept_greedy(targets: list[int], drafts: list[tuple[int, ...]]) -> list[list[int]]:
+    """Greedy verification: each request's drafts up to the first that differs from its row's target token, then
+    that row's target. targets: one per verify row (request r owns k_r + 1 consecutive rows)."""
+    emitted, start = [], 0
+    for d in drafts:
+        num_accepted = 0
+        while num_accepted < len(d) and d[num_accepted] == targets[start + num_accepted]:
+            num_accepted += 1
+        emitted.append([*d[:num_accepted], targets[start + num_accepted]])
+        start += len(d) + 1
+    return emitted
+
+
+def _is_plain_greedy(state: SamplingRequestState) -> bool:
+    """Greedy and nothing moves its logits before the argmax (no bias, penalties, min_tokens mask or logprobs)."""
+    p = state.params
+    return (p.is_greedy and not p.logit_bias and not p.has_penalties and p.logprobs is None
+            and (len(state.output_token_ids) >= p.min_tokens or not state.stop_token_ids))
 
 
 def _needs_exact_history(state: SamplingRequestState) -> bool:

@@ -170,6 +170,24 @@ def test_shared_prefixes_hit_the_prefix_cache_and_match(model_dir):
         assert_all_blocks_free(llm)
 
 
+def test_greedy_requests_whose_logits_are_processed_equal_no_speculation(model_dir, greedy_case):
+    """Plain greedy requests are verified on the raw argmax; greedy ones with logit_bias, penalties or min_tokens
+    (which move the argmax) go through the sampling batch, each verify row seeing its earlier drafts."""
+    prompts, _, _ = greedy_case
+    prompts = prompts[:12]
+    eos = 3  # make_tiny_model_dir's eos: min_tokens masks it
+    params = [SamplingParams(temperature=0, max_tokens=14, **kw) for kw in (
+        {}, {"logit_bias": {7: 5.0, 11: 3.0}}, {"repetition_penalty": 1.5}, {"presence_penalty": 1.0},
+        {"frequency_penalty": 0.7}, {"min_tokens": 10, "stop_token_ids": [eos, 9]})] * 2
+    reference = generate(make_llm(model_dir), prompts, params)
+    free_runs = generate(make_llm(model_dir), prompts, [SamplingParams(temperature=0, max_tokens=14)] * 12)
+    llm = make_llm(model_dir, 3)
+    install_oracle(llm, prompts, reference, corrupt=0.3)
+    assert generate(llm, prompts, params) == reference
+    assert reference != free_runs  # the processors changed the outputs
+    assert llm.engine.scheduler.spec_decode_stats.num_accepted_tokens > 10
+
+
 def test_stop_conditions_inside_an_accepted_run(model_dir):
     rng = random.Random(8)
     prompts = [[rng.randrange(4, VOCAB) for _ in range(rng.randint(3, 60))] for _ in range(8)]

@@ -1,9 +1,10 @@
-"""The sync-free grouped-GEMM expert path (used on CUDA) against the looped reference, run here on CPU."""
+"""The sync-free grouped-GEMM expert path (used on CUDA) and the host-routed small-batch CPU path against the looped
+reference, run here on CPU."""
 
 import pytest
 import torch
 
-from kernels.moe import fused_experts, grouped_experts, looped_experts
+from kernels.moe import fused_experts, grouped_experts, host_routed_experts, looped_experts
 
 
 def naive(x, w13, w2, ids, weights):
@@ -25,7 +26,7 @@ def test_both_paths_equal_the_per_token_definition(num_tokens, experts, top_k):
     ids = torch.stack([torch.randperm(experts, generator=gen)[:top_k] for _ in range(num_tokens)])
     weights = torch.rand(num_tokens, top_k, generator=gen)
     ref = naive(x, w13, w2, ids, weights)
-    for impl in (looped_experts, grouped_experts, fused_experts):
+    for impl in (looped_experts, grouped_experts, host_routed_experts, fused_experts):
         assert torch.allclose(impl(x, w13, w2, ids, weights), ref, atol=1e-5), impl.__name__
 
 
@@ -51,7 +52,7 @@ def test_unused_experts_and_gradients():
     assert w13.grad[1:5].abs().sum() == 0 and w13.grad[0].abs().sum() > 0
 
 
-@pytest.mark.parametrize("impl", [looped_experts, grouped_experts])
+@pytest.mark.parametrize("impl", [looped_experts, grouped_experts, host_routed_experts])
 def test_expert_parallel_halves_sum_to_the_whole(impl):
     """Expert parallelism: each rank holds half the experts and marks the others' assignments with id E_local; the
     two partial outputs sum to the single-rank result (the uninitialised rows of foreign assignments never leak)."""
@@ -69,3 +70,18 @@ def test_expert_parallel_halves_sum_to_the_whole(impl):
                          if impl is grouped_experts else impl(x, w13[start:start + 4], w2[start:start + 4], local,
                                                                weights))
         torch.testing.assert_close(parts[0] + parts[1], naive(x, w13, w2, ids, weights), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("num_tokens, top_k", [(1, 1), (1, 2), (2, 2), (1, 4), (3, 2), (6, 3)])
+def test_host_routed_path_equals_the_loop_to_the_last_bit(num_tokens, top_k):
+    """Same per-expert products, same accumulation order; shared experts between tokens take the index path."""
+    gen = torch.Generator().manual_seed(10 * num_tokens + top_k)
+    x = torch.randn(num_tokens, 64, generator=gen)
+    w13, w2 = torch.randn(4, 48, 64, generator=gen) * 0.2, torch.randn(4, 64, 24, generator=gen) * 0.2
+    ids = torch.stack([torch.randperm(4, generator=gen)[:top_k] for _ in range(num_tokens)])
+    weights = torch.rand(num_tokens, top_k, generator=gen)
+    with torch.no_grad():
+        expected = looped_experts(x, w13, w2, ids, weights)
+        assert torch.equal(host_routed_experts(x, w13, w2, ids, weights), expected)
+        if ids.numel() <= 4:  # the CPU dispatch takes it for decode-sized batches
+            assert torch.equal(fused_experts(x, w13, w2, ids, weights), expected)
