@@ -1,10 +1,12 @@
-"""Offline throughput: glm-serve's `LLM.generate` vs transformers' `generate` with static batches, one process.
+"""Offline throughput in one process: glm-serve's `LLM.generate` vs transformers' `generate` (static batches) vs
+transformers' continuous batching (`generate_batch`'s manager).
 
-Both run the same random prompts (lengths drawn in [--min-input, --max-input]) with greedy decoding and the same
-per-prompt output lengths (drawn in [--min-output, --max-output]; EOS ignored on both sides). transformers runs
-them in arrival order in static batches of --batch-size (left-padded, each batch decoding until its longest output
-is done), the way a plain `generate` loop serves a dataset. Printed: wall time, output and total tokens/s of each,
-the ratio, and how many prompts got identical tokens from both.
+All three run the same random prompts (lengths drawn in [--min-input, --max-input]) with greedy decoding and the
+same per-prompt output lengths (drawn in [--min-output, --max-output]; EOS ignored everywhere). `generate` runs them
+in arrival order in static batches of --batch-size (left-padded, each batch decoding until its longest output is
+done), the way a plain `generate` loop serves a dataset; continuous batching gets every prompt at once with its own
+max_new_tokens. Printed: the machine, wall time, output and total tokens/s of each, ratios to glm-serve, and how
+many prompts got exactly glm-serve's tokens.
 
 Not a test: run it by hand, e.g.
     .venv/bin/python -m loadtests.bench_offline --num-prompts 64
@@ -14,12 +16,15 @@ Without --model it builds a tiny random GLM-4.5-architecture checkpoint (MoE, QK
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from loadtests.machine_info import machine_summary
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-num-batched-tokens", type=int, default=8192)
     p.add_argument("--async-scheduling", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--skip-hf", action="store_true", help="only run glm-serve")
+    p.add_argument("--skip-hf-static", action="store_true", help="skip transformers `generate` (static batches)")
+    p.add_argument("--skip-hf-cb", action="store_true", help="skip transformers continuous batching")
+    p.add_argument("--result-file", default=None, help="write the figures as JSON here")
     p.add_argument("--hidden-size", type=int, default=128, help="tiny model: hidden size")
     p.add_argument("--num-layers", type=int, default=4, help="tiny model: decoder layers")
     p.add_argument("--vocab-size", type=int, default=4096, help="tiny model: vocabulary")
@@ -87,61 +95,64 @@ def run_ours(model_dir: Path, prompts: list[list[int]], output_lens: list[int], 
     return elapsed, [o.outputs[0].token_ids for o in outs]
 
 
-def run_hf(model_dir: Path, prompts: list[list[int]], output_lens: list[int], args) -> tuple[float, list[list[int]]]:
-    from transformers import Glm4MoeForCausalLM
-
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype)
-    model = Glm4MoeForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
-    model.generation_config.eos_token_id = None  # decode every requested token, as ignore_eos does
-    pad = model.config.pad_token_id or 0
-
-    def one_batch(batch: list[list[int]], max_new: int) -> list[list[int]]:
-        width = max(len(p) for p in batch)
-        ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=device)
-        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=device)
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=pad)
-        return out[:, width:].tolist()
-
-    one_batch([prompts[0][:32]], 4)  # warm-up
-    start = time.perf_counter()
-    results: list[list[int]] = []
-    for i in range(0, len(prompts), args.batch_size):
-        batch, lens = prompts[i : i + args.batch_size], output_lens[i : i + args.batch_size]
-        for tokens, n in zip(one_batch(batch, max(lens)), lens):
-            results.append(tokens[:n])
-    return time.perf_counter() - start, results
-
-
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Runs the comparison, prints the table and returns it (also what --result-file writes)."""
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    machine = machine_summary()
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = Path(args.model) if args.model else build_tiny_model(Path(tmp) / "tiny", args)
         from engine.config import ModelConfig
 
         prompts, output_lens = make_workload(args, ModelConfig.from_pretrained(model_dir).vocab_size)
         num_in, num_out = sum(map(len, prompts)), sum(output_lens)
-        print(f"{len(prompts)} prompts: {num_in} prompt tokens, {num_out} output tokens; "
-              f"threads={torch.get_num_threads()} dtype={args.dtype}")
+        print(f"machine: {machine}")
+        print(f"{len(prompts)} prompts: {num_in} prompt tokens, {num_out} output tokens; dtype={args.dtype}")
         ours_s, ours = run_ours(model_dir, prompts, output_lens, args)
-        rows = [("glm-serve LLM.generate", ours_s)]
-        if not args.skip_hf:
-            hf_s, hf = run_hf(model_dir, prompts, output_lens, args)
-            rows.append((f"transformers generate, static batches of {args.batch_size}", hf_s))
-    print(f"{'':48s} {'seconds':>9s} {'out tok/s':>10s} {'total tok/s':>12s}")
-    for name, seconds in rows:
-        print(f"{name:48s} {seconds:9.2f} {num_out / seconds:10.1f} {(num_in + num_out) / seconds:12.1f}")
+        rows = [_row("glm-serve LLM.generate", ours_s, ours, ours, num_in, num_out)]
+        rows += _run_transformers(model_dir, prompts, output_lens, ours, args)
+    print(f"{'':48s} {'seconds':>9s} {'out tok/s':>10s} {'total tok/s':>12s} {'ours ×':>7s} {'identical':>10s}")
+    for r in rows:
+        print(f"{r['name']:48s} {r['seconds']:9.2f} {r['output_tok_s']:10.1f} {r['total_tok_s']:12.1f} "
+              f"{ours_s and r['seconds'] / ours_s:7.2f} {r['identical']:5d}/{len(prompts)}")
+    if len(rows) > 1:
+        print("ours × = their seconds / ours (>1: glm-serve faster); identical = prompts whose tokens equal "
+              "glm-serve's (a float near-tie can flip a token under a different batch shape, and what follows)")
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
+              "num_prompts": len(prompts), "input_tokens": num_in, "output_tokens": num_out, "rows": rows}
+    if args.result_file:
+        Path(args.result_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.result_file).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _run_transformers(model_dir: Path, prompts, output_lens, ours, args) -> list[dict]:
     if args.skip_hf:
-        return
-    print(f"speed-up (output tokens/s): {hf_s / ours_s:.2f}x")
-    same = sum(a == b for a, b in zip(ours, hf))
-    prefix = sum(_common_prefix(a, b) for a, b in zip(ours, hf)) / num_out
-    print(f"identical outputs: {same}/{len(prompts)} prompts; common-prefix tokens: {prefix:.1%} "
-          "(transformers' left padding changes float rounding, so a near-tie can flip a token and what follows)")
+        return []
+    from loadtests import hf_baselines
+
+    num_in, num_out = sum(map(len, prompts)), sum(output_lens)
+    model = hf_baselines.load_model(model_dir, args.dtype, args.device)
+    rows = []
+    if not args.skip_hf_static:
+        seconds, tokens = hf_baselines.run_static_batches(model, prompts, output_lens, args.batch_size)
+        rows.append(_row(f"transformers generate, static batches of {args.batch_size}", seconds, tokens, ours,
+                         num_in, num_out))
+    if not args.skip_hf_cb:
+        seconds, tokens = hf_baselines.run_continuous_batching(model, prompts, output_lens,
+                                                               args.max_num_batched_tokens)
+        rows.append(_row("transformers continuous batching", seconds, tokens, ours, num_in, num_out))
+    return rows
+
+
+def _row(name: str, seconds: float, tokens: list[list[int]], ours: list[list[int]], num_in: int,
+         num_out: int) -> dict:
+    if [len(t) for t in tokens] != [len(t) for t in ours]:
+        raise RuntimeError(f"{name}: output lengths differ from glm-serve's (EOS not ignored?)")
+    return {"name": name, "seconds": seconds, "output_tok_s": num_out / seconds,
+            "total_tok_s": (num_in + num_out) / seconds, "identical": sum(a == b for a, b in zip(tokens, ours)),
+            "common_prefix_fraction": sum(_common_prefix(a, b) for a, b in zip(tokens, ours)) / num_out}
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:

@@ -1,0 +1,123 @@
+"""Server overhead: glm-serve over HTTP at --max-concurrency vs the offline engine, same workload, one script.
+
+1. The offline engine (`engine.LLM.generate`) runs the workload with max_num_seqs = --max-concurrency (the same
+   batch occupancy a client holding that many requests in flight gives the server).
+2. `glm-serve` starts as a subprocess with the same model, dtype and torch threads, and `bench_serve` sends the
+   same prompts (`/v1/completions`, raw text, streaming) at --max-concurrency, greedy, EOS ignored.
+Printed: both output tokens/s and their ratio (the target is >= 0.85). The workload is bench_serve's `random`
+dataset: its prompt texts are tokenized here with the model's tokenizer (exactly what the server's completions
+route prefills; the script checks the server's usage agrees) and every request gets --output-len tokens.
+
+    python -m loadtests.bench_server_overhead --num-prompts 128 --max-concurrency 32
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from loadtests.dataset_config import DatasetConfig
+from loadtests.datasets import get_samples
+from loadtests.machine_info import machine_summary
+from loadtests.token_counter import TokenCounter
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=None, help="model directory (default: the embedded glm-4.5-tiny)")
+    p.add_argument("--num-prompts", type=int, default=128)
+    p.add_argument("--input-len", type=int, default=256)
+    p.add_argument("--output-len", type=int, default=128)
+    p.add_argument("--max-concurrency", type=int, default=32)
+    p.add_argument("--dtype", default="auto")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of the engine, offline and in the server")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--result-dir", default=None, help="write the JSON results (offline + serving) here")
+    p.add_argument("--server-arg", action="append", default=[], help="extra glm-serve flag (repeatable)")
+    return p.parse_args(argv)
+
+
+def model_dir(args: argparse.Namespace) -> Path:
+    if args.model:
+        return Path(args.model)
+    from engine.llm import default_model_path
+
+    return default_model_path()
+
+
+def run_offline(path: Path, prompts: list[list[int]], output_lens: list[int], args) -> float:
+    """Seconds `LLM.generate` takes for the whole workload (after a warm-up)."""
+    from engine import LLM, SamplingParams
+
+    llm = LLM(model=path, dtype=args.dtype, max_num_seqs=args.max_concurrency, seed=args.seed)
+    warmup = [{"prompt_token_ids": p} for p in prompts[:2]]
+    llm.generate(warmup, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True), use_tqdm=False)
+    params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in output_lens]
+    start = time.perf_counter()
+    outputs = llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
+    seconds = time.perf_counter() - start
+    if [len(o.outputs[0].token_ids) for o in outputs] != output_lens:
+        raise RuntimeError("offline: output lengths differ from the requested ones")
+    del llm
+    gc.collect()
+    return seconds
+
+
+def run_serving(path: Path, args: argparse.Namespace, result_file: Path | None) -> dict:
+    from loadtests import bench_serve
+    from loadtests.server_process import glm_serve
+
+    server_args = ["--model", str(path), "--dtype", args.dtype, "--seed", str(args.seed), "--log-level", "warning",
+                   *args.server_arg]
+    with glm_serve(server_args, env={"OMP_NUM_THREADS": str(args.threads)}) as url:
+        bench_args = ["--backend", "openai", "--base-url", url, "--tokenizer", str(path), "--dataset-name", "random",
+                      "--random-input-len", str(args.input_len), "--random-output-len", str(args.output_len),
+                      "--num-prompts", str(args.num_prompts), "--max-concurrency", str(args.max_concurrency),
+                      "--ignore-eos", "--num-warmups", "2", "--seed", str(args.seed), "--disable-tqdm"]
+        if result_file is not None:
+            bench_args += ["--result-file", str(result_file), "--label", "server-overhead"]
+        return bench_serve.main(bench_args)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    path = model_dir(args)
+    counter = TokenCounter.from_path(path)
+    dataset = DatasetConfig(dataset_name="random", num_prompts=args.num_prompts, seed=args.seed,
+                            random_input_len=args.input_len, random_output_len=args.output_len)
+    samples = get_samples(dataset, counter)
+    prompts = [counter.encode(s.prompt).ids for s in samples]
+    output_lens = [s.expected_output_len for s in samples]
+    machine = machine_summary()
+    print(f"machine: {machine}\nworkload: {len(prompts)} prompts, {sum(map(len, prompts))} prompt tokens, "
+          f"{sum(output_lens)} output tokens, concurrency {args.max_concurrency}")
+    offline_s = run_offline(path, prompts, output_lens, args)
+    offline_tps = sum(output_lens) / offline_s
+    print(f"offline LLM.generate: {offline_s:.2f} s, {offline_tps:.1f} output tok/s")
+    out_dir = Path(args.result_dir) if args.result_dir else None
+    serving = run_serving(path, args, out_dir / "server_overhead_serving.json" if out_dir else None)
+    if serving["failed"] or serving["total_input_tokens"] != sum(map(len, prompts)):
+        raise RuntimeError(f"serving run differs from the offline workload: {serving['failed']} failed, "
+                           f"{serving['total_input_tokens']} prompt tokens")
+    ratio = serving["output_throughput"] / offline_tps
+    print(f"server at concurrency {args.max_concurrency}: {serving['output_throughput']:.1f} output tok/s "
+          f"= {ratio:.3f} of offline (target >= 0.85)")
+    result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "model": str(path),
+              "num_prompts": len(prompts), "input_len": args.input_len, "output_len": args.output_len,
+              "max_concurrency": args.max_concurrency, "threads": args.threads, "offline_seconds": offline_s,
+              "offline_output_throughput": offline_tps, "serving_duration": serving["duration"],
+              "serving_output_throughput": serving["output_throughput"], "ratio": ratio}
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "server_overhead.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
