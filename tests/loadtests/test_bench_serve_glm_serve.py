@@ -6,10 +6,6 @@ completions prompt equals the server's usage.prompt_tokens.
 """
 
 import random
-import re
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
@@ -20,10 +16,8 @@ from loadtests.words import WORDS
 
 pytestmark = pytest.mark.slow
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SERVED_NAME = "glm-tiny"
 START_TIMEOUT_S = 180
-URL_LINE = re.compile(r"serving .* on (http://127\.0\.0\.1:\d+)/v1")
 
 
 def _make_model_dir(path: Path) -> Path:
@@ -44,36 +38,16 @@ def _make_model_dir(path: Path) -> Path:
 @pytest.fixture(scope="module")
 def glm_serve(tmp_path_factory):
     pytest.importorskip("server.cli")
+    from loadtests.server_process import glm_serve as launch
+
     model_dir = _make_model_dir(tmp_path_factory.mktemp("glm_tiny"))
-    cmd = [sys.executable, "-m", "server.cli", "--model", str(model_dir), "--served-model-name", SERVED_NAME,
-           "--host", "127.0.0.1", "--port", "0", "--device", "cpu", "--dtype", "float32", "--max-model-len", "256",
-           "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: list[str] = []
-    found: list[str] = []
-    ready = threading.Event()
-
-    def read() -> None:  # NOTE: keeps draining the pipe so the server never blocks on a full stdout
-        for line in proc.stdout:
-            lines.append(line)
-            match = URL_LINE.search(line)
-            if match and not found:
-                found.append(match.group(1))
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    args = ["--model", str(model_dir), "--served-model-name", SERVED_NAME, "--device", "cpu", "--dtype", "float32",
+            "--max-model-len", "256", "--log-level", "warning"]
     try:
-        if not ready.wait(START_TIMEOUT_S) or not found:
-            pytest.fail(f"glm-serve did not come up:\n{''.join(lines[-40:])}")
-        yield found[0], model_dir
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        with launch(args, START_TIMEOUT_S) as url:
+            yield url, model_dir
+    except RuntimeError as error:  # did not come up: its output is in the message
+        pytest.fail(str(error))
 
 
 @pytest.mark.parametrize("backend", ["openai", "openai-chat"])
