@@ -35,10 +35,12 @@ train-tiny: $(STAMP)
 eval-tiny: $(STAMP)
 	$(BIN)/python -m scripts.tiny_model.evaluate
 
-# Offline engine vs transformers, then MTP speculative decoding on/off (figures go to BENCHMARKS.md).
+# All benchmarks at CPU size (~15 min on 2 cores): offline vs transformers (static and continuous batching), MTP
+# on/off, a serving sweep (concurrency 1,4,16,32) and the server-overhead ratio; JSON, PNG plots and summary.md
+# go to results/ (BENCH_OUT=...).
+BENCH_OUT ?= results
 bench: $(STAMP)
-	$(BIN)/python -m loadtests.bench_offline --num-prompts 64
-	$(BIN)/python -m loadtests.bench_spec_decode
+	$(BIN)/python -m loadtests.bench_suite --out $(BENCH_OUT)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -113,11 +113,14 @@ class RequestGroup:
         Raises EngineDeadError / RequestAbortedError / the engine's ValueError for a refused request."""
         while True:
             try:
-                item = self.queue.get_nowait()  # NOTE: the common case; wait_for costs a task per call
+                item = self.queue.get_nowait()
             except asyncio.QueueEmpty:
                 if timeout:
                     try:
-                        item = await asyncio.wait_for(self.queue.get(), timeout)
+                        # NOTE: asyncio.timeout, not wait_for: wait_for wraps the get in a new Task, and this
+                        # runs once per token per stream on the event loop (server overhead).
+                        async with asyncio.timeout(timeout):
+                            item = await self.queue.get()
                     except TimeoutError:
                         return None
                 else:
