@@ -21,6 +21,7 @@ from multiprocessing.process import BaseProcess
 import torch.multiprocessing as mp
 
 from engine.distributed.parallel_state import TensorParallelGroup, destroy_distributed, init_distributed, torchrun_env
+from engine.distributed.step_message import encode_step
 from engine.distributed.worker import SHUTDOWN, rank_device, spawned_worker_main
 from engine.engine_config import EngineConfig
 from engine.outputs import SchedulerOutput
@@ -88,7 +89,7 @@ class MultiprocExecutor:
     def execute_model(self, scheduler_output: SchedulerOutput):
         self.check_workers()
         try:
-            self.tp.broadcast_object(scheduler_output)
+            self.tp.broadcast_object(encode_step(scheduler_output))
             return self.runner.execute_model(scheduler_output)
         except RuntimeError as error:  # gloo / NCCL: a peer vanished mid-collective, or the collective timed out
             self.check_workers()

@@ -1,8 +1,8 @@
 """The followers: ranks 1..N-1 load their shard, size their KV cache with rank 0, then execute what rank 0 sends.
 
 Every rank runs the same ModelRunner code over its own shard (engine/model_runner.py); only rank 0 schedules and
-samples. Each step rank 0 broadcasts the `SchedulerOutput` (the model runner's inputs) and every follower executes
-it, taking part in the model's collectives; `None` means shut down. A follower that cannot follow (rank 0 gone, a
+samples. Each step rank 0 broadcasts the `SchedulerOutput` (the model runner's inputs, less what only sampling
+reads: engine/distributed/step_message.py) and every follower executes it, taking part in the model's collectives; `None` means shut down. A follower that cannot follow (rank 0 gone, a
 collective timed out) raises and its process exits non-zero.
 
 Two ways in: `spawned_worker_main` (one node; rank 0 spawned it with torch.multiprocessing) and `torchrun_follower`
@@ -18,6 +18,7 @@ import os
 import torch
 
 from engine.distributed.parallel_state import TensorParallelGroup, destroy_distributed, init_distributed
+from engine.distributed.step_message import decode_step
 from engine.engine_config import EngineConfig
 
 logger = logging.getLogger(__name__)
@@ -48,10 +49,10 @@ def build_rank_runner(config: EngineConfig, tp: TensorParallelGroup):
 def follow(runner, tp: TensorParallelGroup) -> None:
     """Execute every step rank 0 broadcasts until it sends SHUTDOWN."""
     while True:
-        scheduler_output = tp.broadcast_object(None)
-        if scheduler_output is SHUTDOWN:
+        message = tp.broadcast_object(None)
+        if message is SHUTDOWN:
             return
-        runner.execute_model(scheduler_output)
+        runner.execute_model(decode_step(message))
 
 
 def _serve_as_follower(config: EngineConfig, rank: int, local_rank: int, init_method: str) -> None:

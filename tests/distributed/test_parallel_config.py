@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import pickle
+
 import pytest
 
 from engine.config import ModelConfig
+from engine.distributed.step_message import decode_step, encode_step
+from engine.outputs import ScheduledRequest, SchedulerOutput
 from engine.parallel.layout import ParallelLayout
+from engine.sampling_params import SamplingParams
 from engine.weight_map import checkpoint_weight_map
 from model_factory import TINY_CONFIG
 from server.cli import args_from_namespace, build_parser
@@ -66,8 +73,6 @@ def test_every_checkpoint_tensor_is_read_by_some_rank_exactly_once_when_sliced()
 
 
 def test_cli_flags_reach_the_engine_config(tmp_path):
-    import json
-
     (tmp_path / "config.json").write_text(json.dumps({**TINY_CONFIG, "model_type": "glm4_moe"}))
     ns = build_parser().parse_args(["--model", str(tmp_path), "--tensor-parallel-size", "2",
                                     "--enable-expert-parallel", "--device", "cpu"])
@@ -77,3 +82,16 @@ def test_cli_flags_reach_the_engine_config(tmp_path):
     with pytest.raises(ValueError, match="num_attention_heads"):
         build_engine_config(args_from_namespace(build_parser().parse_args(
             ["--model", str(tmp_path), "-tp", "3", "--device", "cpu"])), ModelConfig.from_pretrained(tmp_path))
+
+
+def test_step_message_keeps_what_followers_read_and_drops_sampling_fields():
+    full = ScheduledRequest("a", (7, 8, 9), 10, 3, (4, 5), True, tuple(range(500)), SamplingParams(temperature=0.5),
+                            frozenset({1}), spec_token_ids=(8, 9), next_token_id=-1)
+    chunk = ScheduledRequest("b", (1, 2), 0, 2, (6,), False, (1, 2, 3), SamplingParams(), frozenset(), (), 3)
+    step = SchedulerOutput(4, (full, chunk), 5, ("c",), ("d",))
+    message = pickle.loads(pickle.dumps(encode_step(step)))
+    decoded = decode_step(message)
+    assert decoded.scheduled[0].prompt_token_ids == () and decoded.scheduled[0].stop_token_ids == frozenset()
+    blank = dict(prompt_token_ids=(), sampling_params=decoded.scheduled[0].sampling_params, stop_token_ids=frozenset())
+    assert decoded == dataclasses.replace(step, scheduled=tuple(dataclasses.replace(r, **blank) for r in step.scheduled))
+    assert len(pickle.dumps(message)) < len(pickle.dumps(step)) / 3
