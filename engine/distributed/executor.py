@@ -84,13 +84,21 @@ class MultiprocExecutor:
         return cls(runner, tp, workers)
 
     def initialize_kv_cache(self) -> int:
-        return self.runner.initialize_kv_cache()  # NOTE: a collective; the followers call it after loading
+        # NOTE: a collective (the block count is the minimum over ranks); the followers call it after loading.
+        return self._collectively(self.runner.initialize_kv_cache)
 
     def execute_model(self, scheduler_output: SchedulerOutput):
-        self.check_workers()
-        try:
+        def step():
             self.tp.broadcast_object(encode_step(scheduler_output))
             return self.runner.execute_model(scheduler_output)
+
+        return self._collectively(step)
+
+    def _collectively(self, work):
+        """Run work that includes collectives; a dead follower or a failed collective is a WorkerDiedError."""
+        self.check_workers()
+        try:
+            return work()
         except RuntimeError as error:  # gloo / NCCL: a peer vanished mid-collective, or the collective timed out
             self.check_workers()
             raise WorkerDiedError(f"a tensor-parallel collective failed: {error}") from error
