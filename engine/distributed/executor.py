@@ -16,6 +16,8 @@ import atexit
 import dataclasses
 import logging
 import socket
+import threading
+from collections.abc import Callable
 from multiprocessing.process import BaseProcess
 
 import torch.multiprocessing as mp
@@ -73,8 +75,8 @@ class MultiprocExecutor:
                 workers.append(worker)
         config = dataclasses.replace(config, device=rank_device(config, env.local_rank if env else 0))
         try:
-            tp = init_distributed(config.parallel.layout(0), config.device, init_method,
-                                  config.parallel.distributed_timeout_s)
+            tp = _while_watching(workers, lambda: init_distributed(config.parallel.layout(0), config.device,
+                                                                   init_method, config.parallel.distributed_timeout_s))
             runner = ModelRunner(load_model(config.model, dtype=config.dtype, device=config.device, tp=tp), config)
         except BaseException:
             _terminate(workers)
@@ -96,19 +98,16 @@ class MultiprocExecutor:
 
     def _collectively(self, work):
         """Run work that includes collectives; a dead follower or a failed collective is a WorkerDiedError."""
-        self.check_workers()
+        _check_alive(self.workers)
         try:
             return work()
         except RuntimeError as error:  # gloo / NCCL: a peer vanished mid-collective, or the collective timed out
-            self.check_workers()
+            _check_alive(self.workers)
             raise WorkerDiedError(f"a tensor-parallel collective failed: {error}") from error
 
     def check_workers(self) -> None:
         """Raise WorkerDiedError naming the first spawned follower that is no longer alive."""
-        for rank, worker in enumerate(self.workers, start=1):
-            if not worker.is_alive():
-                raise WorkerDiedError(f"tensor-parallel worker rank {rank} (pid {worker.pid}) died with exit code "
-                                      f"{worker.exitcode}; the engine cannot continue")
+        _check_alive(self.workers)
 
     def shutdown(self) -> None:
         """Stop the followers (a SHUTDOWN broadcast; terminate those that do not exit) and leave the group."""
@@ -125,6 +124,38 @@ class MultiprocExecutor:
             worker.join(JOIN_TIMEOUT_S)
         _terminate(self.workers)
         destroy_distributed()
+
+
+def _check_alive(workers: list[BaseProcess]) -> None:
+    for rank, worker in enumerate(workers, start=1):
+        if not worker.is_alive():
+            raise WorkerDiedError(f"tensor-parallel worker rank {rank} (pid {worker.pid}) died with exit code "
+                                  f"{worker.exitcode}; the engine cannot continue")
+
+
+def _while_watching(workers: list[BaseProcess], join: Callable[[], TensorParallelGroup]) -> TensorParallelGroup:
+    """Run the rendezvous `join` while watching the spawned workers: one that dies before it (import error, killed)
+    raises WorkerDiedError at once instead of leaving rank 0 waiting for the whole timeout.
+    NOTE: the abandoned rendezvous thread stays blocked until its own timeout; the engine is failing anyway."""
+    if not workers:
+        return join()
+    outcome: list = []
+
+    def target() -> None:
+        try:
+            outcome.append(join())
+        except BaseException as error:  # noqa: BLE001 - re-raised in the caller's thread
+            outcome.append(error)
+
+    thread = threading.Thread(target=target, name="glm-tp-rendezvous", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+        if thread.is_alive():
+            _check_alive(workers)
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
 
 
 def _terminate(workers: list[BaseProcess]) -> None:

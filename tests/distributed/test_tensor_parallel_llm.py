@@ -8,7 +8,9 @@ from __future__ import annotations
 import os
 import random
 import signal
+import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +91,26 @@ def test_killed_worker_is_a_clear_error_on_rank0(model_dir):
         assert time.monotonic() - start < 10
     finally:
         llm.shutdown()
+
+
+def test_worker_killed_during_startup_fails_fast(model_dir):
+    """A follower that dies before the rendezvous (here: killed while importing) is a WorkerDiedError at once, not
+    a wait for the process group's timeout."""
+    killed: list[int] = []
+
+    def kill_first_follower() -> None:
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            tasks = Path(f"/proc/{os.getpid()}/task").iterdir()
+            for child in [c for task in tasks for c in (task / "children").read_text().split()]:
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    os.kill(int(child), signal.SIGKILL)
+                    killed.append(int(child))
+            time.sleep(0.05)
+
+    start = time.monotonic()
+    with pytest.raises(WorkerDiedError, match="rank 1"):
+        killer = threading.Thread(target=kill_first_follower, daemon=True)
+        killer.start()
+        make_llm(model_dir, tensor_parallel_size=2)
+    assert killed and time.monotonic() - start < 30
