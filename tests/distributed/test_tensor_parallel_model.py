@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from engine.loader import load_model
 from model_factory import make_tiny_model_dir
@@ -32,7 +33,12 @@ def dirs(tmp_path_factory):
     base = make_tiny_model_dir(tmp_path_factory.mktemp("tp_base"), seed=3)
     odd = make_tiny_model_dir(tmp_path_factory.mktemp("tp_odd"), seed=4, num_key_value_heads=1, vocab_size=999,
                               tie_word_embeddings=True)
-    return {"tp": (base, False), "tp_ep": (base, True), "kv1_vocab999_tied": (odd, False)}
+    own_head = make_tiny_model_dir(tmp_path_factory.mktemp("tp_own_head"), seed=5)
+    tensors = load_file(own_head / "model.safetensors")
+    tensors["model.layers.4.shared_head.head.weight"].mul_(-1.5)  # the MTP layer keeps its own (sharded) head
+    save_file(tensors, own_head / "model.safetensors", metadata={"format": "pt"})
+    return {"tp": (base, False), "tp_ep": (base, True), "kv1_vocab999_tied": (odd, False),
+            "mtp_own_head": (own_head, True)}
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +49,12 @@ def ranks(dirs, tmp_path_factory):
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD_SIZE)]
 
 
-@pytest.mark.parametrize("case", ["tp", "tp_ep", "kv1_vocab999_tied"])
+@pytest.mark.parametrize("case", ["tp", "tp_ep", "kv1_vocab999_tied", "mtp_own_head"])
 def test_logits_match_single_process(case, dirs, ranks):
     path, _ = dirs[case]
-    reference = model_outputs(load_model(path, dtype=torch.float32))
+    single = load_model(path, dtype=torch.float32)
+    assert (single.mtp.head is not None) == (case == "mtp_own_head")
+    reference = model_outputs(single)
     for rank, results in enumerate(ranks):
         for key in ("logits", "mtp_logits"):
             ours, ref = results[case][key], reference[key]
