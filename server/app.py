@@ -3,7 +3,8 @@
 Routes (contract section 1): POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/{id}],
 POST /tokenize, POST /detokenize (vLLM extras), GET /health (+ /ping), GET /version, GET /metrics.
 Every /v1 route and the tokenizer routes need the API key when keys are configured; /health, /ping and /version
-never do; /metrics does unless `--metrics-public`. FastAPI's /docs and /openapi.json are off.
+never do; /metrics does unless `--metrics-public`. GET /openapi.json and /docs (Swagger UI) describe the API with
+its request bodies (`server.openapi`); they need the key too, and `--disable-fastapi-docs` removes them.
 """
 
 from __future__ import annotations
@@ -15,15 +16,18 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 
 from server.chat_prompt import build_chat_prompt
 from server.context import ServingContext
-from server.errors import APIError, bad_request, from_pydantic, install_error_handlers, parse_json_body
+from server.errors import APIError, bad_request, from_pydantic, install_error_handlers
+from server.json_body import parse_json_body
 from server.metrics import CONTENT_TYPE
 from server.logging import RequestRecord
 from server.middleware import RequestContextMiddleware, get_record, valid_request_id
+from server.openapi import build_openapi
 from server.protocol import ChatCompletionRequest, CompletionRequest
 from server.serving_chat import ChatServing
 from server.serving_completion import CompletionServing, tokenize_prompts
@@ -68,6 +72,26 @@ def health_status(ctx: ServingContext) -> tuple[int, str]:
     if engine.heartbeat_age() > ctx.args.heartbeat_timeout:
         return 503, f"engine heartbeat stale ({engine.heartbeat_age():.1f}s)"
     return 200, "ok"
+
+
+def add_docs_routes(app: FastAPI, auth: Any, version: str) -> None:
+    """GET /openapi.json and /docs, behind the API key like every route but the probes."""
+    def openapi_schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build_openapi(app, version)
+        return app.openapi_schema
+
+    app.openapi = openapi_schema  # type: ignore[method-assign]
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi(request: Request) -> JSONResponse:
+        auth(request)
+        return JSONResponse(app.openapi())
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request) -> Response:
+        auth(request)
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="glm-serve API")
 
 
 def build_app(ctx: ServingContext) -> FastAPI:
@@ -175,6 +199,8 @@ def build_app(ctx: ServingContext) -> FastAPI:
             auth(request)
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
+    if not ctx.args.disable_fastapi_docs:
+        add_docs_routes(app, auth, info["version"])
     if ctx.args.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(ctx.args.cors_origins), allow_methods=["*"],
                            allow_headers=["*"], allow_credentials=False)

@@ -42,7 +42,8 @@ class ServerArgs:
     reasoning_field: str = "reasoning_content"  # or "reasoning" (current vLLM's key); never both
     shutdown_timeout: float = 30.0  # SIGTERM: seconds in-flight requests may run before they are aborted
     metrics_public: bool = False  # /metrics without the API key even when keys are configured
-    max_request_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_request_body_bytes: int = DEFAULT_MAX_BODY_BYTES  # larger bodies get 413 before they are parsed
+    disable_fastapi_docs: bool = False  # no /openapi.json and /docs
     heartbeat_timeout: float = 60.0  # /health turns 503 when the engine loop is silent this long
     default_chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"enable_thinking": false}
     allow_custom_chat_template: bool = False  # accept the request field `chat_template`

@@ -81,7 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heartbeat-timeout", type=float, default=60.0,
                    help="/health turns 503 when the engine loop is silent this long")
     p.add_argument("--metrics-public", action="store_true", help="serve /metrics without the API key")
-    p.add_argument("--max-request-body-bytes", type=_size, default=DEFAULT_MAX_BODY_BYTES)
+    p.add_argument("--max-request-body-bytes", type=_size, default=DEFAULT_MAX_BODY_BYTES,
+                   help="larger request bodies get 413 before parsing (4MiB, 512kB, ...; default 4 MiB)")
+    p.add_argument("--disable-fastapi-docs", action="store_true", help="do not serve /openapi.json and /docs")
     return p
 
 
@@ -111,7 +113,7 @@ def args_from_namespace(ns: argparse.Namespace) -> ServerArgs:
         default_chat_template_kwargs=ns.default_chat_template_kwargs,
         allow_custom_chat_template=ns.allow_custom_chat_template, shutdown_timeout=ns.shutdown_timeout,
         heartbeat_timeout=ns.heartbeat_timeout, metrics_public=ns.metrics_public,
-        max_request_body_bytes=ns.max_request_body_bytes,
+        max_request_body_bytes=ns.max_request_body_bytes, disable_fastapi_docs=ns.disable_fastapi_docs,
     )
 
 

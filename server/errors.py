@@ -7,7 +7,6 @@ stream that already sent its 200 the same object goes out as one SSE event (see 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -118,14 +117,6 @@ def from_validation_errors(errors: Sequence[Mapping[str, Any]]) -> APIError:
 
 def from_pydantic(error: ValidationError) -> APIError:
     return from_validation_errors(error.errors(include_url=False))
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """Decode a request body; malformed JSON is a 400 (not a 422)."""
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise bad_request(f"Invalid JSON body: {exc}") from None
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -22,7 +22,8 @@ INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
 
 
 class OpenAIModel(BaseModel):
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    # NOTE: no inf/NaN in typed float fields (temperature=Infinity would reach the sampler as a division by inf)
+    model_config = ConfigDict(extra="allow", populate_by_name=True, allow_inf_nan=False)
 
 
 class FunctionDefinition(OpenAIModel):
