@@ -7,7 +7,9 @@ per step. The event loop never touches torch and never blocks on model work; eac
 gets an asyncio queue (`RequestGroup`). Moving the engine into another process later changes this file only.
 
 Health: the loop writes `heartbeat` (monotonic seconds) every iteration (at least every `IDLE_WAIT_S` when idle).
-If the loop raises, every open request fails with `EngineDeadError`, `on_death` callbacks run on the event loop
+A request that fails alone (a core's `step_fn` raises `RequestFailedError` naming it, or `add_request` raises
+anything but the ValueError of a refused request) is aborted in the core and fails with HTTP 500 while the
+others go on. If the loop raises anything else, every open request fails with `EngineDeadError`, `on_death` callbacks run on the event loop
 (the CLI turns that into a non-zero exit) and /health answers 503 from then on.
 
 Stats: the engine core exposes its scheduler (running/waiting lists, KV usage, preemptions, cumulative
@@ -57,6 +59,16 @@ class EngineCoreLike(Protocol):
 
 class EngineDeadError(RuntimeError):
     """The engine loop died; the request cannot complete (HTTP 500 / in-stream error)."""
+
+
+class RequestFailedError(RuntimeError):
+    """Raised by a core's `step_fn` when processing some requests failed but the core itself is sound: the loop
+    aborts exactly those requests, fails them alone (HTTP 500) and keeps serving the others. NOTE: the step that
+    raised emitted nothing; the other requests continue from where they were."""
+
+    def __init__(self, request_ids: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.request_ids = tuple(request_ids)
 
 
 class RequestAbortedError(RuntimeError):
@@ -313,7 +325,7 @@ class AsyncEngine:
                 check_health()
             if not self._drain_inbox(core, probe, awaiting_first, block=not core.has_unfinished_requests()):
                 return
-            outputs = core.step_fn() if core.has_unfinished_requests() else []
+            outputs = self._step(core, probe, awaiting_first) if core.has_unfinished_requests() else []
             now = time.monotonic()
             num_prompt = num_cached = num_generated = 0
             if outputs:
@@ -350,6 +362,25 @@ class AsyncEngine:
                 ))
                 preemptions_seen = preemptions
 
+    def _step(self, core: EngineCoreLike, probe: _ScheduleProbe,
+              awaiting_first: dict[str, int]) -> list[EngineCoreOutput]:
+        try:
+            return core.step_fn()
+        except RequestFailedError as error:
+            logger.error("engine step failed for request(s) %s: %s", ", ".join(error.request_ids), error)
+            self._fail_alone(core, error.request_ids, error, probe, awaiting_first)
+            return []
+
+    def _fail_alone(self, core: EngineCoreLike, request_ids: Sequence[str], error: BaseException,
+                    probe: _ScheduleProbe, awaiting_first: dict[str, int]) -> None:
+        """Abort `request_ids` in the core and hand `error` to their readers (engine thread)."""
+        core.abort_request(list(request_ids))
+        assert self._loop is not None
+        for request_id in request_ids:
+            probe.first_scheduled.pop(request_id, None)
+            awaiting_first.pop(request_id, None)
+            self._loop.call_soon_threadsafe(self._deliver_error, request_id, error)
+
     def _drain_inbox(self, core: EngineCoreLike, probe: _ScheduleProbe, awaiting_first: dict[str, int],
                      block: bool) -> bool:
         """Apply every queued message; returns False on shutdown. Blocks up to IDLE_WAIT_S when idle."""
@@ -368,6 +399,10 @@ class AsyncEngine:
                     awaiting_first[message.request_id] = len(message.prompt_token_ids)
                 except ValueError as error:  # NOTE: a bad request must never kill the loop
                     loop.call_soon_threadsafe(self._deliver_error, message.request_id, error)
+                except Exception as error:  # noqa: BLE001 - a bug on one request fails it alone (500)
+                    logger.exception("add_request failed for %s", message.request_id)
+                    failed = RequestFailedError((message.request_id,), f"{type(error).__name__}: {error}")
+                    self._fail_alone(core, failed.request_ids, failed, probe, awaiting_first)
             else:
                 _finish(core, message)
                 for request_id in message.request_ids:

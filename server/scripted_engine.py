@@ -16,6 +16,8 @@ Script keys (all optional):
 - `num_blocks` (256) and `block_size` (16): the simulated KV pool;
 - `fail_at_step` / `hang_at_step`: raise / block forever at that step (fault injection: engine death, stale
   heartbeat);
+- `fail_request_when`: a substring of the decoded prompt; such a request fails alone once it has two output
+  tokens (its step raises `RequestFailedError` naming it: fault injection of a per-request failure);
 - `prompt_log`: a file that receives one JSON line per request, `{"request_id", "prompt"}` (decoded prompt).
 """
 
@@ -33,6 +35,7 @@ from typing import Any
 from engine.outputs import EngineCoreOutput, SampledLogprobs, ScheduledRequest, SchedulerOutput
 from engine.request import FINISH_REASONS, RequestStatus
 from engine.sampling_params import SamplingParams
+from server.async_engine import RequestFailedError
 from tokenizer.tokenizer import Tokenizer
 
 
@@ -44,6 +47,7 @@ class _ScriptedRequest:
     reply: list[int]  # the scripted ids, stop token included when there is one
     max_tokens: int
     stop_ids: frozenset[int]
+    fails: bool = False  # matches `fail_request_when`
     output: list[int] = field(default_factory=list)
 
 
@@ -95,6 +99,7 @@ class ScriptedEngineCore:
         self.step_delay_s = float(script.get("step_delay_s", 0.0))
         self.fail_at_step = script.get("fail_at_step")
         self.hang_at_step = script.get("hang_at_step")
+        self.fail_request_when: str | None = script.get("fail_request_when")
         self.prompt_log = Path(script["prompt_log"]) if script.get("prompt_log") else None
         self.scheduler = _ScriptedScheduler(_Pool(int(script.get("num_blocks", 256)),
                                                   int(script.get("block_size", 16))))
@@ -124,7 +129,8 @@ class ScriptedEngineCore:
         room = self.max_model_len - len(prompt)
         max_tokens = room if sampling_params.max_tokens is None else min(sampling_params.max_tokens, room)
         stop_ids = sampling_params.stop_token_id_set(self.tokenizer.stop_token_ids)
-        request = _ScriptedRequest(request_id, prompt, sampling_params, reply, max_tokens, stop_ids)
+        fails = self.fail_request_when is not None and self.fail_request_when in text
+        request = _ScriptedRequest(request_id, prompt, sampling_params, reply, max_tokens, stop_ids, fails)
         self.requests[request_id] = request
         self.scheduler.waiting.append(request)
 
@@ -157,6 +163,9 @@ class ScriptedEngineCore:
         if self.step_delay_s:
             time.sleep(self.step_delay_s)
         self.scheduler.schedule()
+        failing = [r.request_id for r in self.scheduler.running if r.fails and len(r.output) >= 2]
+        if failing:
+            raise RequestFailedError(failing, "scripted per-request failure")
         return [self._advance(request) for request in list(self.scheduler.running)]
 
     def _advance(self, request: _ScriptedRequest) -> EngineCoreOutput:

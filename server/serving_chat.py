@@ -17,7 +17,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from server import sse
-from server.async_engine import EngineDeadError, RequestAbortedError
+from server.async_engine import EngineDeadError, RequestAbortedError, RequestFailedError
 from server.chat_prompt import ChatPrompt, build_chat_prompt, validate_chat_request
 from server.context import ServingContext
 from server.errors import APIError, bad_request, internal_error, overloaded
@@ -37,6 +37,8 @@ def engine_failure(error: BaseException) -> APIError:
         return bad_request(str(error))
     if isinstance(error, EngineDeadError):
         return internal_error("The engine stopped while serving this request.")
+    if isinstance(error, RequestFailedError):
+        return internal_error(f"The engine failed while processing this request: {error}")
     return internal_error(f"Internal server error: {type(error).__name__}")
 
 
