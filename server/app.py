@@ -2,8 +2,8 @@
 
 Routes (contract section 1): POST /v1/chat/completions, POST /v1/completions, GET /v1/models[/{id}],
 POST /tokenize, POST /detokenize (vLLM extras), GET /health (+ /ping), GET /version, GET /metrics.
-Every /v1 route and the tokenizer routes need the API key when keys are configured; /health, /ping and /version
-never do; /metrics does unless `--metrics-public`. GET /openapi.json and /docs (Swagger UI) describe the API with
+With API keys configured every route needs one but the probes /health and /ping (and /metrics with
+`--metrics-public`). GET /openapi.json and /docs (Swagger UI) describe the API with
 its request bodies (`server.openapi`); they need the key too, and `--disable-fastapi-docs` removes them.
 """
 
@@ -160,6 +160,8 @@ def build_app(ctx: ServingContext) -> FastAPI:
                 chat_request = ChatCompletionRequest.model_validate({"model": ctx.model_name, **raw})
             except ValidationError as error:
                 raise from_pydantic(error) from None
+            if chat_request.chat_template is not None and not ctx.args.allow_custom_chat_template:
+                raise bad_request("custom chat templates are disabled on this server", "chat_template")
             prompt = await asyncio.to_thread(build_chat_prompt, chat_request, raw, ctx.tokenizer,
                                              ctx.args.default_chat_template_kwargs)
             tokens = prompt.token_ids
@@ -190,7 +192,8 @@ def build_app(ctx: ServingContext) -> FastAPI:
     app.add_api_route("/ping", health, methods=["GET", "POST"])
 
     @app.get("/version")
-    async def version() -> JSONResponse:
+    async def version(request: Request) -> JSONResponse:
+        auth(request)  # NOTE: it names the build and the model revision: not for anonymous callers
         return JSONResponse(info)
 
     @app.get("/metrics")

@@ -20,6 +20,9 @@ from tokenizer.forced_calls import InvalidToolChoiceError, forced_call_for
 from tokenizer.messages import InvalidMessageError
 from tokenizer.tokenizer import Tokenizer
 
+# What a (hostile or broken) template can raise besides jinja's TemplateError: a request error, never a 500.
+TEMPLATE_FAILURES = (TypeError, ArithmeticError, RecursionError)
+
 
 @dataclass(frozen=True)
 class ChatPrompt:
@@ -104,6 +107,8 @@ def build_chat_prompt(request: ChatCompletionRequest, raw: Mapping[str, Any], to
         raise bad_request(str(error), error.param) from None
     except ChatTemplateError as error:
         raise bad_request(str(error), "messages") from None
+    except TEMPLATE_FAILURES as error:  # NOTE: raised past jinja's TemplateError (sandbox range cap, {% include %})
+        raise bad_request(f"chat template error: {type(error).__name__}: {error}", "messages") from None
     if request.continue_final_message:
         text = _cut_after_final_message(text, messages[-1])
     prefill = forced.prompt_suffix(text) if forced is not None else ""

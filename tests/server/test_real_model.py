@@ -56,7 +56,7 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
 
 def test_models_version_health(server: ServerProcess) -> None:
     assert httpx.get(server.url + "/health", timeout=10).status_code == 200  # no key needed
-    version = httpx.get(server.url + "/version", timeout=10).json()
+    version = httpx.get(server.url + "/version", headers=AUTH, timeout=10).json()
     assert version["version"] and len(version["model_revision"]) == 12 and version["build"]
     models = httpx.get(server.base_url + "/models", headers=AUTH, timeout=10).json()
     assert models["object"] == "list"
