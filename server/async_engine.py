@@ -9,8 +9,8 @@ gets an asyncio queue (`RequestGroup`). Moving the engine into another process l
 Health: the loop writes `heartbeat` (monotonic seconds) every iteration (at least every `IDLE_WAIT_S` when idle).
 A request that fails alone (a core's `step_fn` raises `RequestFailedError` naming it, or `add_request` raises
 anything but the ValueError of a refused request) is aborted in the core and fails with HTTP 500 while the
-others go on. If the loop raises anything else, every open request fails with `EngineDeadError`, `on_death` callbacks run on the event loop
-(the CLI turns that into a non-zero exit) and /health answers 503 from then on.
+others go on. If the loop raises anything else, every open request fails with `EngineDeadError`, `on_death`
+callbacks run on the event loop (the CLI turns that into a non-zero exit) and /health answers 503 from then on.
 
 Stats: the engine core exposes its scheduler (running/waiting lists, KV usage, preemptions, cumulative
 speculative-decoding counters in `spec_decode_stats`, sent as per-step deltas) but no per-step token
@@ -44,7 +44,7 @@ IDLE_WAIT_S = 0.25  # idle loop wake-up period (heartbeat refresh)
 class EngineCoreLike(Protocol):
     """What AsyncEngine needs of `engine.engine_core.EngineCore` (also met by the test-only scripted core)."""
 
-    scheduler: Any  # .running, .waiting, .kv.usage, .num_preemptions, .schedule()
+    scheduler: Any  # .running, .waiting, .kv (.usage, .block_size, [.pool].num_blocks), .num_preemptions, .schedule()
     step_fn: Callable[[], list[EngineCoreOutput]]
 
     def add_request(self, request_id: str, prompt_token_ids: Sequence[int], sampling_params: SamplingParams) -> None:
@@ -299,6 +299,9 @@ class AsyncEngine:
             core = self._core_factory()
             self.core = core
             probe = _ScheduleProbe(core.scheduler)
+            if self._metrics is not None:
+                kv = core.scheduler.kv
+                self._metrics.record_cache_config(getattr(kv, "pool", kv).num_blocks, kv.block_size)
             self.heartbeat = time.monotonic()
             self.is_ready = True
             logger.info("engine ready")

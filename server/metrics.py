@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
@@ -113,6 +113,9 @@ class ServerMetrics:
                                 (*names, "finished_reason"), registry=r)
         for reason in FINISHED_REASONS:  # NOTE: pre-create the series so dashboards see zeros, not gaps
             self._success.labels(**self._labels, finished_reason=reason)
+        ProcessCollector(registry=r)  # process_resident_memory_bytes etc., as vLLM's default registry has
+        self._cache_config = Gauge("vllm:cache_config_info", "Information of the KV cache (value 1).",
+                                   ("block_size", "num_gpu_blocks"), registry=r)
         self.admission_rejections = Counter("vllm:admission_rejections", "Requests refused by admission limits.",
                                             ("reason",), registry=r)
         self.ttft = histogram("vllm:time_to_first_token_seconds", "Time to first token in seconds.", TTFT_BUCKETS)
@@ -150,6 +153,10 @@ class ServerMetrics:
     def record_http(self, handler: str, method: str, status: int, seconds: float) -> None:
         self.http_requests.labels(handler=handler, method=method, status=f"{status // 100}xx").inc()
         self.http_duration.labels(handler=handler, method=method).observe(seconds)
+
+    def record_cache_config(self, num_blocks: int, block_size: int) -> None:
+        """Once the engine has sized its KV pool (blocks in use = kv_cache_usage_perc * num_gpu_blocks)."""
+        self._cache_config.labels(block_size=str(block_size), num_gpu_blocks=str(num_blocks)).set(1)
 
     def record_step(self, step: EngineStepStats) -> None:
         """Engine thread: once per loop iteration (also idle ones, to refresh the gauges)."""

@@ -115,3 +115,18 @@ def sse_events(lines: Sequence[str]) -> Iterator[str]:
     for line in lines:
         if line.startswith("data: "):
             yield line[len("data: "):]
+
+
+def metric(server: ServerProcess, name: str, labels: Mapping[str, str] | None = None,
+           headers: Mapping[str, str] | None = None) -> float:
+    """A sample's value from the server's /metrics (0 when absent)."""
+    import httpx
+
+    value = sample_value(httpx.get(server.url + "/metrics", headers=headers, timeout=10).text, name, labels)
+    return 0.0 if value is None else value
+
+
+def is_idle(server: ServerProcess, headers: Mapping[str, str] | None = None) -> bool:
+    """No request running or waiting in the engine, and the KV pool free."""
+    return all(metric(server, name, headers=headers) == 0 for name in (
+        "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"))

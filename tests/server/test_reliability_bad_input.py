@@ -157,8 +157,9 @@ OPERATIONS = [(CHAT, "POST"), (COMPLETIONS, "POST"), ("/tokenize", "POST"), ("/d
               ("/v1/models", "GET"), ("/v1/models/{model_id}", "GET"), ("/health", "GET"), ("/version", "GET"),
               ("/metrics", "GET"), ("/ping", "GET"), ("/ping", "POST")]
 # Invalid bodies for the POST routes; the GET routes take no body and at most a path string (nothing is invalid).
-RUNS = [(path, method, mode) for path, method in OPERATIONS
-        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) if mode.value == "positive" or (method == "POST" and path != "/ping")]
+BOTH = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+RUNS = [(path, method, mode) for path, method in OPERATIONS for mode in BOTH
+        if mode is GenerationMode.POSITIVE or (method == "POST" and path != "/ping")]
 
 
 def test_the_document_lists_every_operation(api_schema: Any) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_harness import ServerProcess, sample_value, sse_events, wait_for, write_script
+from server_harness import ServerProcess, is_idle, metric, sample_value, sse_events, wait_for, write_script
 from test_async_engine import make_engine, wait_ready
 
 from engine.sampling_params import SamplingParams
@@ -35,16 +35,6 @@ def scripted(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     proc = ServerProcess(tiny_model_dir, "--max-model-len", "256", env={"GLM_SERVE_TEST_SCRIPT": str(script)})
     yield proc
     proc.stop()
-
-
-def metric(server: ServerProcess, name: str, labels: dict[str, str] | None = None) -> float:
-    value = sample_value(httpx.get(server.url + "/metrics", timeout=10).text, name, labels)
-    return 0.0 if value is None else value
-
-
-def is_idle(server: ServerProcess) -> bool:
-    return (metric(server, "vllm:num_requests_running") == 0 and metric(server, "vllm:num_requests_waiting") == 0
-            and metric(server, "vllm:kv_cache_usage_perc") == 0)
 
 
 def finished_total(server: ServerProcess) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from server_harness import ServerProcess, sample_value, wait_for
+from server_harness import ServerProcess, is_idle, metric, wait_for
 
 QUEUE_LIMIT = 8
 BURST = 300
@@ -27,11 +27,6 @@ def server(tiny_model_dir: Path) -> Any:
                          "--max-num-seqs", str(QUEUE_LIMIT))
     yield proc
     proc.stop()
-
-
-def metric(server: ServerProcess, name: str, labels: dict[str, str] | None = None) -> float:
-    value = sample_value(httpx.get(server.url + "/metrics", timeout=10).text, name, labels)
-    return 0.0 if value is None else value
 
 
 def rss_bytes(server: ServerProcess) -> int:
@@ -65,11 +60,6 @@ def burst(server: ServerProcess) -> list[tuple[int, Any]]:
             return await asyncio.gather(*(one(client, server) for _ in range(BURST)))
 
     return asyncio.run(main())
-
-
-def is_idle(server: ServerProcess) -> bool:
-    return all(metric(server, name) == 0 for name in (
-        "vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"))
 
 
 def test_bursts_get_503_for_the_excess_and_whole_answers_for_the_rest(server: ServerProcess) -> None:
