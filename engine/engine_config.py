@@ -65,6 +65,10 @@ class SchedulerConfig:
                   f"({self.max_model_len}) when enable_chunked_prefill is False")
 
 
+# Default of SpeculativeConfig.disable_by_batch_size; chosen from loadtests/bench_spec_decode.py (README).
+DEFAULT_SPECULATIVE_DISABLE_BY_BATCH_SIZE: int | None = None
+
+
 @dataclass(frozen=True)
 class SpeculativeConfig:
     """MTP speculative decoding (vLLM's `speculative_config` with method "mtp"): engine/mtp_proposer.py."""
@@ -73,7 +77,7 @@ class SpeculativeConfig:
     # Steps with more scheduled requests than this draft nothing and run no MTP pass (verify rows cost real compute
     # once the batch is large); drafting resumes, with the MTP KV caught up, when the batch falls back to it.
     # None = always draft (vLLM's speculative_disable_by_batch_size).
-    disable_by_batch_size: int | None = None
+    disable_by_batch_size: int | None = DEFAULT_SPECULATIVE_DISABLE_BY_BATCH_SIZE
 
     def __post_init__(self) -> None:
         k = self.num_speculative_tokens

@@ -189,8 +189,14 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp: nn.Module = MoE(config, tp) if is_moe else MLP(config.hidden_size, config.intermediate_size, tp)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend,
+                output_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """x [T, H] -> [T, H]; with output_rows [N], only those rows' outputs [N, H] (every row still writes its KV)."""
         x = x + self.self_attn(self.input_layernorm(x), positions, attn)
+        if output_rows is not None:
+            x = x[output_rows]
+            if x.shape[0] == 0:
+                return x
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -255,11 +261,14 @@ class Glm4MoeForCausalLM(nn.Module):
         return self.lm_head(hidden).float()
 
     def mtp_forward(
-        self, input_ids: torch.Tensor, hidden: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend
+        self, input_ids: torch.Tensor, hidden: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend,
+        output_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One MTP step (section 4.2) for T rows: row p takes the target hidden h_p (after model.norm, or the previous
         MTP step's output for drafts 2..k) and the next token t_{p+1}; returns g [T, H] after shared_head.norm, which
         is both the input of `compute_mtp_logits` and the hidden carried to the next draft step (section 4.3).
+        With output_rows [N]: g of those rows only, [N, H]; the others just write their MTP KV (a draft-extend needs
+        g of one row per request, and the MoE of the rest is skipped).
 
         Positions: any convention used consistently inside the MTP KV cache works (RoPE is relative); transformers
         uses the position of t_{p+1}, vLLM/SGLang that of h_p.
@@ -268,7 +277,7 @@ class Glm4MoeForCausalLM(nn.Module):
         mtp = self.mtp
         e = self.model.embed_tokens(input_ids)  # [T, H]
         z = mtp.eh_proj(torch.cat([mtp.enorm(e), mtp.hnorm(hidden)], dim=-1))  # [T, 2H] -> [T, H]
-        y = mtp.layer(z, positions, attn)  # residual stream starts at z
+        y = mtp.layer(z, positions, attn, output_rows)  # residual stream starts at z
         return mtp.shared_head_norm(y)
 
     def compute_mtp_logits(self, mtp_hidden: torch.Tensor) -> torch.Tensor:

@@ -166,10 +166,9 @@ class MTPProposer:
             last_rows = last_rows + shift
         else:  # NOTE: the rows are the step's own and the backend still holds the step's plan: it serves as is.
             input_ids, positions = self._to_device(batch.input_ids), batch.positions
-        g = self.model.mtp_forward(input_ids, hidden, positions, attn)  # [E, H]
-        if not batch.is_drafting.any():
-            return None
-        return g[self._to_device(last_rows[batch.is_drafting])]
+        wanted = self._to_device(last_rows[batch.is_drafting])  # [D]; the other rows only write MTP KV
+        g = self.model.mtp_forward(input_ids, hidden, positions, attn, wanted)  # [D, H]
+        return g if batch.is_drafting.any() else None
 
     def _with_backlog(self, hidden: torch.Tensor, batch: DraftExtendBatch, attn: AttentionBackend):
         """Prepend each request's kept rows to its step rows and plan attention over the result. Returns (hidden

@@ -32,6 +32,8 @@ class ServerArgs:
     kv_cache_memory: int | None = None  # bytes for the KV cache; None: the engine's default sizing
     enable_prefix_caching: bool = True
     num_speculative_tokens: int = 0  # MTP draft tokens per step (0: off)
+    # steps with more running requests than this draft nothing; None: the engine's default (SpeculativeConfig)
+    speculative_disable_by_batch_size: int | None = None
     tensor_parallel_size: int = 1  # ranks (processes, one GPU each) the model is split across
     enable_expert_parallel: bool = False  # routed experts placed whole across the ranks instead of sliced
     seed: int = 0  # the engine's generator seed for requests without their own seed

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-cache-memory", type=_size, help="KV cache size in bytes (8GiB, 512MB, ...)")
     p.add_argument("--enable-prefix-caching", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--num-speculative-tokens", type=int, default=0, help="MTP draft tokens per step (0: off)")
+    p.add_argument("--speculative-disable-by-batch-size", type=_positive_int,
+                   help="steps with more running requests than this draft nothing (default: the engine's; README)")
     p.add_argument("--tensor-parallel-size", "-tp", type=_positive_int, default=1,
                    help="split the model across this many GPUs (one process each; under torchrun: WORLD_SIZE)")
     p.add_argument("--enable-expert-parallel", action="store_true",
@@ -107,6 +109,7 @@ def args_from_namespace(ns: argparse.Namespace) -> ServerArgs:
         max_model_len=ns.max_model_len, max_num_seqs=ns.max_num_seqs,
         max_num_batched_tokens=ns.max_num_batched_tokens, kv_cache_memory=ns.kv_cache_memory,
         enable_prefix_caching=ns.enable_prefix_caching, num_speculative_tokens=ns.num_speculative_tokens,
+        speculative_disable_by_batch_size=ns.speculative_disable_by_batch_size,
         tensor_parallel_size=ns.tensor_parallel_size, enable_expert_parallel=ns.enable_expert_parallel,
         seed=ns.seed, max_queued_requests=ns.max_queued_requests, cors_origins=tuple(ns.cors_origins),
         log_level=ns.log_level, tool_call_streaming=ns.tool_call_streaming, reasoning_field=ns.reasoning_field,

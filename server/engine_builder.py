@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -56,6 +57,8 @@ def build_engine_config(args: ServerArgs, model_config: ModelConfig) -> EngineCo
     )
     cache = CacheConfig(kv_cache_memory=args.kv_cache_memory, enable_prefix_caching=args.enable_prefix_caching)
     speculative = SpeculativeConfig(num_speculative_tokens=args.num_speculative_tokens)
+    if args.speculative_disable_by_batch_size is not None:
+        speculative = replace(speculative, disable_by_batch_size=args.speculative_disable_by_batch_size)
     parallel = ParallelConfig(tensor_parallel_size=args.tensor_parallel_size,
                               enable_expert_parallel=args.enable_expert_parallel)
     return EngineConfig(model=args.model, model_config=model_config, dtype=dtype, device=device, cache=cache,

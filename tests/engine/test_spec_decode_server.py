@@ -9,7 +9,7 @@ import asyncio
 import pytest
 
 from engine.config import ModelConfig
-from engine.engine_config import SchedulerConfig
+from engine.engine_config import DEFAULT_SPECULATIVE_DISABLE_BY_BATCH_SIZE, SchedulerConfig
 from engine.engine_core import EngineCore
 from engine.kv_cache_manager import KVCacheManager
 from engine.sampling_params import SamplingParams
@@ -34,6 +34,12 @@ def test_the_flag_reaches_the_engine_config(tmp_path):
         build_engine_config(args, without)
     off = ServerArgs(model=str(tmp_path), served_model_names=("m",), device="cpu")
     assert not build_engine_config(off, without).speculative.is_enabled
+    assert build_engine_config(args, with_mtp).speculative.disable_by_batch_size == DEFAULT_SPECULATIVE_DISABLE_BY_BATCH_SIZE
+    limited = build_parser().parse_args(["--model", str(tmp_path), "--num-speculative-tokens", "2",
+                                         "--speculative-disable-by-batch-size", "12"])
+    assert build_engine_config(args_from_namespace(limited), with_mtp).speculative.disable_by_batch_size == 12
+    with pytest.raises(SystemExit):  # argparse refuses it, naming the flag
+        build_parser().parse_args(["--model", str(tmp_path), "--speculative-disable-by-batch-size", "0"])
 
 
 def sample(metrics: ServerMetrics, name: str, **labels: str) -> float:
