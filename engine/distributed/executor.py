@@ -66,6 +66,7 @@ class MultiprocExecutor:
                                  f"WORLD_SIZE={env.world_size}; they must match and the server runs on rank 0")
             init_method = "env://"
         else:
+            _check_gpu_count(config)
             init_method = f"tcp://127.0.0.1:{_free_port()}"
             context = mp.get_context("spawn")
             for rank in range(1, world_size):
@@ -124,6 +125,18 @@ class MultiprocExecutor:
             worker.join(JOIN_TIMEOUT_S)
         _terminate(self.workers)
         destroy_distributed()
+
+
+def _check_gpu_count(config: EngineConfig) -> None:
+    """One node: ranks 0..N-1 use cuda:first..first+N-1, which must all be visible."""
+    if config.device.type != "cuda":
+        return
+    import torch
+
+    needed, visible = (config.device.index or 0) + config.parallel.world_size, torch.cuda.device_count()
+    if needed > visible:
+        raise ValueError(f"tensor_parallel_size={config.parallel.world_size} on {config.device} needs {needed} "
+                         f"visible GPUs, found {visible} (multi-node: launch with torchrun)")
 
 
 def _check_alive(workers: list[BaseProcess]) -> None:

@@ -7,8 +7,10 @@ import json
 import pickle
 
 import pytest
+import torch
 
 from engine.config import ModelConfig
+from engine.distributed.executor import MultiprocExecutor
 from engine.distributed.step_message import decode_step, encode_step
 from engine.outputs import ScheduledRequest, SchedulerOutput
 from engine.parallel.layout import ParallelLayout
@@ -95,3 +97,13 @@ def test_step_message_keeps_what_followers_read_and_drops_sampling_fields():
     blank = dict(prompt_token_ids=(), sampling_params=decoded.scheduled[0].sampling_params, stop_token_ids=frozenset())
     assert decoded == dataclasses.replace(step, scheduled=tuple(dataclasses.replace(r, **blank) for r in step.scheduled))
     assert len(pickle.dumps(message)) < len(pickle.dumps(step)) / 3
+
+
+def test_too_few_gpus_on_one_node_is_a_clear_error(tmp_path, monkeypatch):
+    (tmp_path / "config.json").write_text(json.dumps({**TINY_CONFIG, "model_type": "glm4_moe"}))
+    ns = build_parser().parse_args(["--model", str(tmp_path), "-tp", "2", "--device", "cpu"])
+    config = dataclasses.replace(build_engine_config(args_from_namespace(ns), ModelConfig.from_pretrained(tmp_path)),
+                                 device=torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="needs 2 visible GPUs, found 1"):
+        MultiprocExecutor.start(config)
