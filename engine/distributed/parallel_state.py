@@ -55,14 +55,13 @@ class TensorParallelGroup:
         dist.all_reduce(x, group=self.device_group)
         return x
 
-    def all_gather(self, x: torch.Tensor, dim: int = -1) -> torch.Tensor:
-        """Every rank's x concatenated along dim, in rank order."""
+    def all_gather(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's x [..., n] concatenated along the last dim in rank order: [..., world_size * n]."""
         if self.world_size == 1:
             return x
-        x = x.contiguous()
-        parts = [torch.empty_like(x) for _ in range(self.world_size)]
-        dist.all_gather(parts, x, group=self.device_group)
-        return torch.cat(parts, dim=dim)
+        gathered = torch.empty((self.world_size * x.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
+        dist.all_gather_into_tensor(gathered, x.contiguous(), group=self.device_group)  # one collective
+        return gathered.view(self.world_size, *x.shape).movedim(0, -2).reshape(*x.shape[:-1], self.world_size * x.shape[-1])
 
     def broadcast(self, x: torch.Tensor) -> torch.Tensor:
         """Rank 0's x on every rank (in place)."""

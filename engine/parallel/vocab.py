@@ -44,4 +44,4 @@ class ParallelLMHead(nn.Module):
         logits = F.linear(hidden, self.weight)  # [N, V / world]
         if self.tp.world_size == 1:
             return logits
-        return self.tp.all_gather(logits, dim=-1)[:, : self.vocab_size]
+        return self.tp.all_gather(logits)[:, : self.vocab_size]
