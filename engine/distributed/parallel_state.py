@@ -60,7 +60,7 @@ class TensorParallelGroup:
         if self.world_size == 1:
             return x
         gathered = torch.empty((self.world_size * x.shape[0], *x.shape[1:]), dtype=x.dtype, device=x.device)
-        dist.all_gather_into_tensor(gathered, x.contiguous(), group=self.device_group)  # one collective
+        dist.all_gather_single(gathered, x.contiguous(), group=self.device_group)  # one collective
         return gathered.view(self.world_size, *x.shape).movedim(0, -2).reshape(*x.shape[:-1], self.world_size * x.shape[-1])
 
     def broadcast(self, x: torch.Tensor) -> torch.Tensor:
