@@ -45,6 +45,7 @@ class SoakStats:
     outcomes: Counter[str] = field(default_factory=Counter)  # outcome -> count
     latencies_s: list[float] = field(default_factory=list)  # e2e of completed (ok) requests
     examples: dict[str, str] = field(default_factory=dict)  # first message per unexpected outcome
+    rss_samples_mib: list[float] = field(default_factory=list)  # server RSS sampled during the run
 
     def record(self, outcome: str, started: float, detail: str = "") -> None:
         self.outcomes[outcome] += 1
@@ -188,6 +189,15 @@ def server_state(base_url: str, headers: dict[str, str]) -> ServerState:
                        values.get("vllm:num_requests_waiting", 0.0))
 
 
+async def sample_rss(base_url: str, headers: dict[str, str], every_s: float, stats: SoakStats) -> None:
+    """The server's RSS every `every_s` seconds while traffic runs (growth that levels off is warm-up, not a leak)."""
+    while True:
+        await asyncio.sleep(every_s)
+        state = await asyncio.to_thread(server_state, base_url, headers)
+        if state.rss_bytes is not None:
+            stats.rss_samples_mib.append(round(state.rss_bytes / 2**20, 1))
+
+
 def wait_idle(base_url: str, headers: dict[str, str], timeout_s: float = 60.0) -> ServerState:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -208,8 +218,10 @@ async def soak(args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(base_url=args.base_url, headers=headers, timeout=args.request_timeout,
                                  limits=limits) as client:
         deadline = began + args.duration
+        sampler = asyncio.create_task(sample_rss(args.base_url, headers, args.sample_every, stats))
         await asyncio.gather(*(worker(client, target, args.kinds, deadline, args.seed + i, stats)
                                for i in range(args.concurrency)))
+        sampler.cancel()
     elapsed = time.monotonic() - began
     end = wait_idle(args.base_url, headers)
     report = summarize(args, target.model, stats, start, end, elapsed)
@@ -234,6 +246,7 @@ def summarize(args: argparse.Namespace, model: str, stats: SoakStats, start: Ser
         "requests_left_end": end.num_running + end.num_waiting,
         "rss_mib_start": None if start.rss_bytes is None else round(start.rss_bytes / mib, 1),
         "rss_mib_end": None if end.rss_bytes is None else round(end.rss_bytes / mib, 1),
+        "rss_mib_samples": stats.rss_samples_mib, "rss_sample_every_s": args.sample_every,
     }
 
 
@@ -247,6 +260,8 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"  KV blocks in use     {report['kv_blocks_in_use_end']} of {report['kv_num_blocks']} at the end "
           f"(requests left in the engine: {report['requests_left_end']:g})")
     print(f"  server RSS (MiB)     {report['rss_mib_start']} at start, {report['rss_mib_end']} at end")
+    if report["rss_mib_samples"]:
+        print(f"  RSS every {report['rss_sample_every_s']:g} s   {report['rss_mib_samples']}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated request kinds to draw from (default: all of {','.join(KINDS)})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--request-timeout", type=float, default=300.0, help="seconds per request before `timeout`")
+    p.add_argument("--sample-every", type=float, default=60.0, help="seconds between RSS samples during the run")
     p.add_argument("--json-out", help="also write the report as JSON here")
     return p
 

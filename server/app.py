@@ -189,7 +189,8 @@ def build_app(ctx: ServingContext) -> FastAPI:
         return APIError(503, f"Not ready: {state}", "server_error", None, "server_overloaded",
                         {"Retry-After": "1"}).response()
 
-    app.add_api_route("/ping", health, methods=["GET", "POST"])
+    for method in ("GET", "POST"):  # one operation id per method (the OpenAPI document needs them unique)
+        app.add_api_route("/ping", health, methods=[method], operation_id=f"ping_{method.lower()}")
 
     @app.get("/version")
     async def version(request: Request) -> JSONResponse:

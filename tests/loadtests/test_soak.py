@@ -29,7 +29,8 @@ def test_soak_smoke(server: ServerProcess, tmp_path: Path, capsys: pytest.Captur
     out = tmp_path / "soak.json"
     kinds = "chat_cancel,invalid,chat_stream,chat_n2,completion,long"
     code = soak.main(["--base-url", server.url, "--duration", "5", "--concurrency", "6", "--max-tokens", "8",
-                      "--kinds", kinds, "--api-key", "sk-soak", "--json-out", str(out), "--request-timeout", "60"])
+                      "--kinds", kinds, "--sample-every", "1", "--api-key", "sk-soak", "--json-out", str(out),
+                      "--request-timeout", "60"])
     report = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert code == 0, printed
@@ -37,6 +38,7 @@ def test_soak_smoke(server: ServerProcess, tmp_path: Path, capsys: pytest.Captur
     assert report["outcomes"]["cancelled"] > 0 and report["outcomes"]["expected_400"] > 0
     assert report["kv_blocks_in_use_end"] == 0 and report["kv_num_blocks"] > 0 and report["requests_left_end"] == 0
     assert report["rss_mib_start"] > 0 and report["rss_mib_end"] > 0 and report["latency_ms"]["p99"] > 0
+    assert len(report["rss_mib_samples"]) >= 3 and min(report["rss_mib_samples"]) > 0
     for line in ("requests served", "unexpected errors", "KV blocks in use", "server RSS (MiB)", "p99"):
         assert line in printed
     assert "sk-soak" not in server.log()

@@ -176,6 +176,7 @@ def test_hundreds_of_clients_disconnecting_at_random_points(scripted: ServerProc
 
     left_early = asyncio.run(main())
     assert 50 < sum(left_early) < num_clients  # many left mid-stream, some read to the end
+    print(f"{num_clients} streaming clients, {sum(left_early)} left mid-stream")  # quoted in RELIABILITY.md
     assert wait_for(lambda: is_idle(scripted), timeout=30)
     assert wait_for(lambda: finished_total(scripted) == before + num_clients)  # each accounted for once
     ok = httpx.post(scripted.base_url + "/chat/completions", json=chat_body("after", 3), timeout=30)

@@ -80,6 +80,8 @@ def test_bursts_get_503_for_the_excess_and_whole_answers_for_the_rest(server: Se
             assert done and reasons == ["length"] and text == expected
         assert wait_for(lambda: is_idle(server))  # KV pool free again, no request left in the engine
         rss.append(rss_bytes(server))
+        print(f"burst of {BURST}: {len(served)} served whole, {len(refused)} refused with 503 + Retry-After; "
+              f"server RSS {rss[-1] / 2**20:.0f} MiB")  # the figures RELIABILITY.md quotes (pytest -s)
     assert metric(server, "vllm:admission_rejections_total", {"reason": "queue_full"}) > rejected_before
     assert rss[1] - rss[0] < 32 * 2**20, rss  # bounded: the second burst does not grow on the first
     assert httpx.get(server.url + "/health", timeout=10).status_code == 200
