@@ -33,9 +33,10 @@ def main(argv: list[str] | None = None) -> dict:
     from loadtests import bench_serve
 
     model = args.model or str(default_model_path())
-    with glm_serve(["--model", model, "--log-level", "warning"], env={"OMP_NUM_THREADS": str(args.threads)}) as url:
+    env = {"OMP_NUM_THREADS": str(args.threads)}
+    with glm_serve(["--model", model, "--log-level", "warning"], env=env) as server:
         return bench_serve.main([
-            "--backend", "openai-chat", "--base-url", url, "--tokenizer", model, "--dataset-name", "random",
+            "--backend", "openai-chat", "--base-url", server.url, "--tokenizer", model, "--dataset-name", "random",
             "--random-input-len", str(args.input_len), "--random-output-len", str(args.output_len), "--ignore-eos",
             "--num-prompts", str(args.num_prompts), "--num-warmups", "2", "--sweep-concurrency",
             args.sweep_concurrency, "--seed", "0", "--disable-tqdm", "--save-result", "--result-dir",

@@ -25,6 +25,7 @@ import torch
 from loadtests.dataset_config import DatasetConfig
 from loadtests.datasets import get_samples
 from loadtests.machine_info import machine_summary
+from loadtests.proc_cpu import main_and_other_cpu_seconds
 from loadtests.token_counter import TokenCounter
 
 
@@ -55,7 +56,9 @@ def model_dir(args: argparse.Namespace) -> Path:
 def make_llm(path: Path, prompts: list[list[int]], args):
     from engine import LLM, SamplingParams
 
-    llm = LLM(model=path, dtype=args.dtype, max_num_seqs=args.max_concurrency, seed=args.seed)
+    # NOTE: no prefix caching on either side: every repeat sends the same prompts, and must compute them again.
+    llm = LLM(model=path, dtype=args.dtype, max_num_seqs=args.max_concurrency, seed=args.seed,
+              enable_prefix_caching=False)
     warmup = [{"prompt_token_ids": p} for p in prompts[:2]]
     llm.generate(warmup, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True), use_tqdm=False)
     return llm
@@ -83,24 +86,35 @@ def bench_args(url: str, path: Path, args: argparse.Namespace, result_file: Path
 
 
 def run_both(path: Path, prompts: list[list[int]], output_lens: list[int], args, result_file: Path | None):
-    """(best offline seconds, best serving result) over --repeats interleaved runs."""
+    """(best offline seconds, best serving result, least CPU seconds per 1k output tokens by part) over --repeats
+    interleaved runs. CPU parts: offline process; server event loop (main thread), server engine and workers
+    (other threads: the engine thread, tokenization in asyncio.to_thread), benchmark client (this process)."""
     from loadtests import bench_serve
     from loadtests.server_process import glm_serve
 
     llm = make_llm(path, prompts, args)
     server_args = ["--model", str(path), "--dtype", args.dtype, "--seed", str(args.seed), "--log-level", "warning",
-                   *args.server_arg]
-    best_offline, best_serving = float("inf"), None
-    with glm_serve(server_args, env={"OMP_NUM_THREADS": str(args.threads)}) as url:
+                   "--no-enable-prefix-caching", *args.server_arg]
+    best_offline, best_serving, cpu = float("inf"), None, {}
+    per_k = 1000.0 / sum(output_lens)
+    with glm_serve(server_args, env={"OMP_NUM_THREADS": str(args.threads)}) as server:
         for i in range(args.repeats):
+            cpu0 = time.process_time()
             offline_s = run_offline(llm, prompts, output_lens)
-            serving = bench_serve.main(bench_args(url, path, args, result_file))
+            cpu1, before = time.process_time(), main_and_other_cpu_seconds(server.pid)
+            serving = bench_serve.main(bench_args(server.url, path, args, result_file))
+            cpu2, after = time.process_time(), main_and_other_cpu_seconds(server.pid)
+            parts = {"offline": cpu1 - cpu0, "client": cpu2 - cpu1}
+            if before and after:
+                parts.update(server_loop=after[0] - before[0], server_engine_workers=after[1] - before[1])
+            cpu = {name: min(cpu.get(name, float("inf")), seconds * per_k) for name, seconds in parts.items()}
             print(f"repeat {i}: offline {sum(output_lens) / offline_s:.1f} tok/s, serving "
-                  f"{serving['output_throughput']:.1f} tok/s")
+                  f"{serving['output_throughput']:.1f} tok/s; CPU s per 1k tokens: "
+                  + ", ".join(f"{name} {seconds * per_k:.2f}" for name, seconds in parts.items()))
             best_offline = min(best_offline, offline_s)
             if best_serving is None or serving["output_throughput"] > best_serving["output_throughput"]:
                 best_serving = serving
-    return best_offline, best_serving
+    return best_offline, best_serving, cpu
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -117,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"machine: {machine}\nworkload: {len(prompts)} prompts, {sum(map(len, prompts))} prompt tokens, "
           f"{sum(output_lens)} output tokens, concurrency {args.max_concurrency}")
     out_dir = Path(args.result_dir) if args.result_dir else None
-    offline_s, serving = run_both(path, prompts, output_lens, args,
+    offline_s, serving, cpu = run_both(path, prompts, output_lens, args,
                                   out_dir / "server_overhead_serving.json" if out_dir else None)
     offline_tps = sum(output_lens) / offline_s
     print(f"offline LLM.generate (best of {args.repeats}): {offline_s:.2f} s, {offline_tps:.1f} output tok/s")
@@ -128,9 +142,11 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"server at concurrency {args.max_concurrency} (best of {args.repeats}): "
           f"{serving['output_throughput']:.1f} output tok/s "
           f"= {ratio:.3f} of offline (target >= 0.85)")
+    print("least CPU seconds per 1k output tokens: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "model": str(path),
               "num_prompts": len(prompts), "input_len": args.input_len, "output_len": args.output_len,
-              "max_concurrency": args.max_concurrency, "threads": args.threads, "repeats": args.repeats, "offline_seconds": offline_s,
+              "max_concurrency": args.max_concurrency, "threads": args.threads, "repeats": args.repeats,
+              "offline_seconds": offline_s, "cpu_seconds_per_1k_output_tokens": cpu,
               "offline_output_throughput": offline_tps, "serving_duration": serving["duration"],
               "serving_output_throughput": serving["output_throughput"], "ratio": ratio}
     if out_dir is not None:

@@ -9,16 +9,25 @@ import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 URL_LINE = re.compile(r"serving .* on (http://127\.0\.0\.1:\d+)/v1")
 
 
+@dataclass(frozen=True)
+class RunningServer:
+    # Base URL without the route, e.g. http://127.0.0.1:41234.
+    url: str
+    # The server's process id (per-thread CPU figures read /proc/<pid>).
+    pid: int
+
+
 @contextmanager
 def glm_serve(args: Sequence[str], start_timeout_s: float = 180.0,
-              env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """Start `python -m server.cli --host 127.0.0.1 --port 0 *args`; yields its base URL once the engine is ready.
+              env: Mapping[str, str] | None = None) -> Iterator[RunningServer]:
+    """Start `python -m server.cli --host 127.0.0.1 --port 0 *args`; yields it once the engine is ready.
 
     Raises RuntimeError with the server's last output lines when it does not come up in time.
     NOTE: a reader thread keeps draining the server's stdout, so it never blocks on a full pipe.
@@ -44,7 +53,7 @@ def glm_serve(args: Sequence[str], start_timeout_s: float = 180.0,
     try:
         if not ready.wait(start_timeout_s) or not found:
             raise RuntimeError(f"glm-serve did not come up:\n{''.join(lines[-40:])}")
-        yield found[0]
+        yield RunningServer(found[0], proc.pid)
     finally:
         proc.terminate()
         try:

@@ -44,8 +44,8 @@ def glm_serve(tmp_path_factory):
     args = ["--model", str(model_dir), "--served-model-name", SERVED_NAME, "--device", "cpu", "--dtype", "float32",
             "--max-model-len", "256", "--log-level", "warning"]
     try:
-        with launch(args, START_TIMEOUT_S) as url:
-            yield url, model_dir
+        with launch(args, START_TIMEOUT_S) as server:
+            yield server.url, model_dir
     except RuntimeError as error:  # did not come up: its output is in the message
         pytest.fail(str(error))
 
