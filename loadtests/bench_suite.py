@@ -2,10 +2,12 @@
 the other, results under --out (default results/):
 
 1. offline comparison (`bench_offline`): glm-serve vs transformers `generate` vs transformers continuous batching;
-2. speculative decoding on/off (`bench_spec_decode`, small flags; its table goes to spec_decode.txt);
+2. speculative decoding on/off (`bench_spec_decode`, small flags; its table is copied from spec.log);
 3. serving sweep: `glm-serve` (embedded model) + `bench_serve --sweep-concurrency` (JSON, CDF and sweep plots);
 4. server overhead (`bench_server_overhead`): HTTP at concurrency 32 vs the offline engine;
-then summary.md, a markdown table of the figures. Each step's output is also kept in <step>.log.
+5. where a decode step's time goes (`profile_step`), embedded model and tiny random model, batch 1 and 32;
+then summary.md, markdown tables of the figures. Each step's output is also kept in <step>.log, and its command
+and duration in steps.json (merged across runs, so `--steps` can redo one step).
 
     python -m loadtests.bench_suite --out results
 """
@@ -13,6 +15,7 @@ then summary.md, a markdown table of the figures. Each step's output is also kep
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -29,7 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="results", help="result directory")
     p.add_argument("--threads", type=int, default=1, help="torch threads of every engine (1: steadiest on 2 cores)")
-    p.add_argument("--steps", default="offline,spec,sweep,overhead", help="comma-separated subset to run")
+    p.add_argument("--steps", default="offline,spec,sweep,overhead,profile,profile_random",
+                   help="comma-separated subset to run")
     return p.parse_args(argv)
 
 
@@ -44,6 +48,9 @@ def step_commands(out: Path, threads: int) -> dict[str, list[str]]:
                   "--sweep-concurrency", SWEEP],
         "overhead": [*py, "loadtests.bench_server_overhead", "--num-prompts", "96", "--output-len", "64",
                      "--max-concurrency", "32", "--threads", str(threads), "--result-dir", str(out / "overhead")],
+        "profile": [*py, "loadtests.profile_step", "--batch-sizes", "1,32", "--threads", str(threads)],
+        "profile_random": [*py, "loadtests.profile_step", "--random-model", "--batch-sizes", "1,32", "--threads",
+                           str(threads)],
     }
 
 
@@ -68,12 +75,13 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     commands = step_commands(out, args.threads)
-    seconds = {}
+    steps_file = out / "steps.json"
+    steps = json.loads(steps_file.read_text()) if steps_file.exists() else {}
     for name in args.steps.split(","):
-        seconds[name] = run_step(name, commands[name], out)
-    (out / "spec_decode.txt").write_text((out / "spec.log").read_text()) if "spec" in seconds else None
-    path = write_summary(out, {name: " ".join(["python", *commands[name][1:]]) for name in seconds}, seconds)
-    print(f"summary: {path}")
+        seconds = run_step(name, commands[name], out)
+        steps[name] = {"command": " ".join(["python", *commands[name][1:]]), "seconds": seconds}
+        steps_file.write_text(json.dumps(steps, indent=2))
+    print(f"summary: {write_summary(out, steps)}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,12 @@ def overhead_table(result: Mapping) -> list[str]:
             f"**{result['ratio']:.3f}** |"]
 
 
-def write_summary(out: Path, commands: Mapping[str, str], seconds: Mapping[str, float]) -> Path:
+TEXT_STEPS = {"spec": "Speculative decoding (MTP) on/off", "profile": "Where a decode step's time goes (embedded model)",
+              "profile_random": "Where a decode step's time goes (tiny random model)"}
+
+
+def write_summary(out: Path, steps: Mapping[str, Mapping]) -> Path:
+    """`steps`: step name -> {"command": ..., "seconds": ...}; text steps are copied from <step>.log."""
     load = "/".join(f"{v:.2f}" for v in os.getloadavg())
     lines = [f"# make bench, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}", "",
              f"Machine: {cpu_model()}, {os.cpu_count()} cores; load average at the end {load}.", ""]
@@ -57,11 +62,12 @@ def write_summary(out: Path, commands: Mapping[str, str], seconds: Mapping[str, 
                         ("overhead", _table(out / "overhead" / "server_overhead.json", overhead_table))):
         if table:
             lines += [*table, ""]
-    if (out / "spec_decode.txt").exists():
-        lines += ["### Speculative decoding (MTP) on/off", "", "```",
-                  *(line for line in (out / "spec_decode.txt").read_text().splitlines() if line.strip()), "```", ""]
+    for name, title in TEXT_STEPS.items():
+        if name in steps and (out / f"{name}.log").exists():
+            text = (out / f"{name}.log").read_text().splitlines()
+            lines += [f"### {title}", "", "```", *(line for line in text if line.strip()), "```", ""]
     lines += ["### Commands", "", "| step | seconds | command |", "|---|---|---|"]
-    lines += [f"| {name} | {seconds[name]:.0f} | `{commands[name]}` |" for name in commands]
+    lines += [f"| {name} | {step['seconds']:.0f} | `{step['command']}` |" for name, step in steps.items()]
     path = out / "summary.md"
     path.write_text("\n".join(lines) + "\n")
     return path

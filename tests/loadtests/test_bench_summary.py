@@ -17,8 +17,10 @@ def test_summary_tables_from_result_files(tmp_path):
     (tmp_path / "sweep").mkdir()
     (tmp_path / "sweep" / "glm-serve-infqps-sweep-x.json").write_text(json.dumps(
         {"label": "glm-serve", "model_id": "tiny", "num_prompts": 8, "points": [point]}))
-    (tmp_path / "spec_decode.txt").write_text("batch k out tok/s\n1 0 85.0\n")
-    path = write_summary(tmp_path, {"offline": "python -m loadtests.bench_offline"}, {"offline": 12.3})
+    (tmp_path / "spec.log").write_text("batch k out tok/s\n1 0 85.0\n")
+    steps = {"offline": {"command": "python -m loadtests.bench_offline", "seconds": 12.3},
+             "spec": {"command": "python -m loadtests.bench_spec_decode", "seconds": 60.0}}
+    path = write_summary(tmp_path, steps)
     text = path.read_text()
     assert "| transformers generate | 6.00 | 1.7 | 8.3 | 3.00x | 1/2 |" in text
     assert "| 4 | 1.50 | 96.0 | 10 | 20 | 3.0 | 4.0 | 5.0 | 0 |" in text
