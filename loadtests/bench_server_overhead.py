@@ -77,16 +77,16 @@ def run_offline(llm, prompts: list[list[int]], output_lens: list[int]) -> float:
     return seconds
 
 
-def bench_args(url: str, path: Path, args: argparse.Namespace, result_file: Path | None) -> list[str]:
-    argv = ["--backend", "openai", "--base-url", url, "--tokenizer", str(path), "--dataset-name", "random",
+def bench_args(url: str, path: Path, args: argparse.Namespace) -> list[str]:
+    return ["--backend", "openai", "--base-url", url, "--tokenizer", str(path), "--dataset-name", "random",
             "--random-input-len", str(args.input_len), "--random-output-len", str(args.output_len),
             "--num-prompts", str(args.num_prompts), "--max-concurrency", str(args.max_concurrency),
             "--ignore-eos", "--num-warmups", "2", "--seed", str(args.seed), "--disable-tqdm"]
-    return argv + (["--result-file", str(result_file), "--label", "server-overhead"] if result_file else [])
 
 
-def run_both(path: Path, prompts: list[list[int]], output_lens: list[int], args, result_file: Path | None):
-    """(best offline seconds, best serving result, least CPU seconds per 1k output tokens by part) over --repeats
+def run_both(path: Path, prompts: list[list[int]], output_lens: list[int], args):
+    """(best offline seconds, best serving result, least CPU seconds per 1k output tokens by part, per-repeat
+    serving/offline ratios) over --repeats
     interleaved runs. CPU parts: offline process; server event loop (main thread), server engine and workers
     (other threads: the engine thread, tokenization in asyncio.to_thread), benchmark client (this process)."""
     from loadtests import bench_serve
@@ -95,14 +95,14 @@ def run_both(path: Path, prompts: list[list[int]], output_lens: list[int], args,
     llm = make_llm(path, prompts, args)
     server_args = ["--model", str(path), "--dtype", args.dtype, "--seed", str(args.seed), "--log-level", "warning",
                    "--no-enable-prefix-caching", *args.server_arg]
-    best_offline, best_serving, cpu = float("inf"), None, {}
+    best_offline, best_serving, cpu, ratios = float("inf"), None, {}, []
     per_k = 1000.0 / sum(output_lens)
     with glm_serve(server_args, env={"OMP_NUM_THREADS": str(args.threads)}) as server:
         for i in range(args.repeats):
             cpu0 = time.process_time()
             offline_s = run_offline(llm, prompts, output_lens)
             cpu1, before = time.process_time(), main_and_other_cpu_seconds(server.pid)
-            serving = bench_serve.main(bench_args(server.url, path, args, result_file))
+            serving = bench_serve.main(bench_args(server.url, path, args))
             cpu2, after = time.process_time(), main_and_other_cpu_seconds(server.pid)
             parts = {"offline": cpu1 - cpu0, "client": cpu2 - cpu1}
             if before and after:
@@ -111,10 +111,11 @@ def run_both(path: Path, prompts: list[list[int]], output_lens: list[int], args,
             print(f"repeat {i}: offline {sum(output_lens) / offline_s:.1f} tok/s, serving "
                   f"{serving['output_throughput']:.1f} tok/s; CPU s per 1k tokens: "
                   + ", ".join(f"{name} {seconds * per_k:.2f}" for name, seconds in parts.items()))
+            ratios.append(serving["output_throughput"] * offline_s / sum(output_lens))
             best_offline = min(best_offline, offline_s)
             if best_serving is None or serving["output_throughput"] > best_serving["output_throughput"]:
                 best_serving = serving
-    return best_offline, best_serving, cpu
+    return best_offline, best_serving, cpu, ratios
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -131,8 +132,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"machine: {machine}\nworkload: {len(prompts)} prompts, {sum(map(len, prompts))} prompt tokens, "
           f"{sum(output_lens)} output tokens, concurrency {args.max_concurrency}")
     out_dir = Path(args.result_dir) if args.result_dir else None
-    offline_s, serving, cpu = run_both(path, prompts, output_lens, args,
-                                  out_dir / "server_overhead_serving.json" if out_dir else None)
+    offline_s, serving, cpu, ratios = run_both(path, prompts, output_lens, args)
     offline_tps = sum(output_lens) / offline_s
     print(f"offline LLM.generate (best of {args.repeats}): {offline_s:.2f} s, {offline_tps:.1f} output tok/s")
     if serving["failed"] or serving["total_input_tokens"] != sum(map(len, prompts)):
@@ -142,16 +142,19 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"server at concurrency {args.max_concurrency} (best of {args.repeats}): "
           f"{serving['output_throughput']:.1f} output tok/s "
           f"= {ratio:.3f} of offline (target >= 0.85)")
+    print("serving / offline per repeat: " + ", ".join(f"{r:.3f}" for r in ratios))
     print("least CPU seconds per 1k output tokens: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items()))
     result = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine, "model": str(path),
               "num_prompts": len(prompts), "input_len": args.input_len, "output_len": args.output_len,
               "max_concurrency": args.max_concurrency, "threads": args.threads, "repeats": args.repeats,
               "offline_seconds": offline_s, "cpu_seconds_per_1k_output_tokens": cpu,
+              "ratio_per_repeat": ratios,
               "offline_output_throughput": offline_tps, "serving_duration": serving["duration"],
               "serving_output_throughput": serving["output_throughput"], "ratio": ratio}
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "server_overhead.json").write_text(json.dumps(result, indent=2))
+        (out_dir / "server_overhead_serving.json").write_text(json.dumps(serving, indent=2))  # the best run
     return result
 
 

@@ -66,8 +66,8 @@ def instrument(llm, timer: ExclusiveTimer) -> None:
             timer.wrap(layer.mlp, "forward", "dense MLP")
 
 
-def profile(model_dir: Path, batch_size: int, steps: int, prompt_len: int) -> tuple[float, Counter[str]]:
-    """(mean seconds per decode step, seconds per step by part)."""
+def profile(model_dir: Path | None, batch_size: int, steps: int, prompt_len: int) -> tuple[float, Counter[str]]:
+    """(mean seconds per decode step, seconds per step by part); model_dir None: the embedded model."""
     from engine import LLM, SamplingParams
 
     llm = LLM(model=model_dir, device="cpu", max_num_seqs=batch_size, async_scheduling=False,
