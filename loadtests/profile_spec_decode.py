@@ -19,7 +19,8 @@ import time
 
 import torch
 
-from loadtests.bench_spec_decode import chat_prompts, make_llm, parse_args as bench_args, resolve_model, run_once
+from loadtests.bench_spec_decode import chat_prompts, make_llm, resolve_model, run_once
+from loadtests.bench_spec_decode import parse_args as bench_args
 
 
 class PhaseTimer:
