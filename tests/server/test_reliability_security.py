@@ -145,8 +145,8 @@ def test_hostile_template_in_the_model_directory_is_sandboxed(tiny_model_dir: Pa
     assert CANARY not in prompt.text and "<class" not in prompt.text
 
 
-def test_custom_templates_stay_refused_everywhere_without_the_flag(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """The chat route refused `chat_template` without `--allow-custom-chat-template`; /tokenize did not."""
+def in_process_client(model_dir: Path, **fields: Any) -> Any:
+    """The app over a never-started engine: routes that do not reach the engine answer as in production."""
     from fastapi.testclient import TestClient
 
     from server.app import build_app
@@ -155,10 +155,23 @@ def test_custom_templates_stay_refused_everywhere_without_the_flag(tiny_model_di
     from server.context import ServingContext
     from server.metrics import ServerMetrics
 
-    args = ServerArgs(model=str(tiny_model_dir), served_model_names=("tiny",))
-    metrics = ServerMetrics("tiny", 256)
-    ctx = ServingContext(args, Tokenizer.from_model_dir(tiny_model_dir), AsyncEngine(lambda: None), metrics, 256)
-    client = TestClient(build_app(ctx))  # no lifespan: the engine is never started
+    args = ServerArgs(model=str(model_dir), served_model_names=("tiny",), **fields)
+    ctx = ServingContext(args, Tokenizer.from_model_dir(model_dir), AsyncEngine(lambda: None),
+                         ServerMetrics("tiny", 256), 256)
+    return TestClient(build_app(ctx))  # no lifespan: the engine is never started
+
+
+def test_custom_templates_stay_refused_everywhere_without_the_flag(tiny_model_dir: Path) -> None:
+    """The chat route refused `chat_template` without `--allow-custom-chat-template`; /tokenize did not."""
+    client = in_process_client(tiny_model_dir)
     body = {"model": "tiny", "messages": [{"role": "user", "content": "hi"}], "chat_template": "HELLO {{ 1 }}"}
     refused = client.post("/tokenize", json=body)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "chat_template"
+
+
+def test_docs_are_served_unless_disabled(tiny_model_dir: Path) -> None:
+    served = in_process_client(tiny_model_dir)
+    assert served.get("/openapi.json").json()["info"]["title"] == "glm-serve"
+    assert "swagger" in served.get("/docs").text.lower()
+    disabled = in_process_client(tiny_model_dir, disable_fastapi_docs=True)
+    assert disabled.get("/openapi.json").status_code == 404 and disabled.get("/docs").status_code == 404
