@@ -56,7 +56,7 @@ def params(seed: int) -> SamplingParams:
 
 def draw(model_dir, k: int, seeds: range, drafts: dict | None = None) -> tuple[list[tuple[int, ...]], LLM]:
     llm = LLM(model=model_dir, dtype=torch.float64, device="cpu", max_model_len=16, max_num_seqs=256,
-              num_speculative_tokens=k)
+              num_speculative_tokens=k, speculative_disable_by_batch_size=256)  # batches of 256 draft too
     if drafts is not None:
         runner = llm.engine.model_runner
         runner.proposer = ModeDrafter(runner.proposer, drafts)
