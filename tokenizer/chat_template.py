@@ -71,9 +71,32 @@ class _SafeNamespace(Namespace):
             raise jinja2.exceptions.SecurityError(f"namespace attribute {name!r} is not allowed in chat templates")
 
 
+MAX_TEMPLATE_REPEAT = 1 << 20  # most items (characters, list entries) one `*` may build
+MAX_TEMPLATE_POWER = 1 << 10  # largest exponent of `**`
+
+
+class _BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The sandbox also bounds the two operators that build huge values in one step (`'a' * 10**9`), so a
+    template can spend neither the server's memory nor its CPU; jinja2 bounds `range` itself."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_TEMPLATE_POWER:
+            raise jinja2.exceptions.SecurityError(f"exponent {right} is over the template limit {MAX_TEMPLATE_POWER}")
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) \
+                        and len(seq) * count > MAX_TEMPLATE_REPEAT:
+                    raise jinja2.exceptions.SecurityError(
+                        f"repeating a sequence to {len(seq) * count} items is over the template limit "
+                        f"{MAX_TEMPLATE_REPEAT}")
+        return super().call_binop(context, operator, left, right)
+
+
 @lru_cache(maxsize=16)
 def _compile(source: str) -> jinja2.Template:
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env = _BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now

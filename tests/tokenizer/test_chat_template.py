@@ -278,6 +278,16 @@ def test_sandbox_refuses_mutation_and_private_namespace_attributes() -> None:
     assert ChatTemplate("{{ ''.__class__ }}").render([]) == ""
 
 
+@pytest.mark.parametrize("expression", ["'a' * 10**9", "10**9 * 'ab'", "[1] * 2**30", "2 ** 100000"])
+def test_sandbox_bounds_values_built_in_one_step(expression: str) -> None:
+    with pytest.raises(ChatTemplateError, match="template limit"):
+        ChatTemplate("{{ " + expression + " }}").render([])
+
+
+def test_sandbox_keeps_ordinary_arithmetic_and_repetition() -> None:
+    assert ChatTemplate("{{ '-' * 3 }}{{ 2 ** 10 }}{{ 6 * 7 }}{{ [0] * 2 }}").render([]) == "---102442[0, 0]"
+
+
 def test_strftime_now_and_template_kwargs() -> None:
     rendered = ChatTemplate("{{ strftime_now('%Y') }} {{ custom }}").render([], custom="passed")
     year, custom = rendered.split()
