@@ -1,18 +1,16 @@
-"""Smoke test of the load generator against the real `glm-serve` (a subprocess on 127.0.0.1, tiny random model).
+"""Smoke test of the load generator against the real `glm-serve` (a subprocess on 127.0.0.1, the embedded model:
+nothing to build, so the server is up in seconds).
 
 Proves the generator and our server agree on the wire: every request succeeds through both APIs, output tokens
 come from the server's usage and equal max_tokens under ignore_eos, and the client's --tokenizer count of a raw
 completions prompt equals the server's usage.prompt_tokens.
 """
 
-import random
 import time
-from pathlib import Path
 
 import pytest
 
 from loadtests.bench_serve import main
-from loadtests.words import WORDS
 
 pytestmark = pytest.mark.slow
 
@@ -20,27 +18,14 @@ SERVED_NAME = "glm-tiny"
 START_TIMEOUT_S = 180
 
 
-def _make_model_dir(path: Path) -> Path:
-    model_factory = pytest.importorskip("model_factory")
-    from tokenizer.bpe_builder import train_glm_bpe, write_model_dir
-    from tokenizer.special_tokens import ENDOFTEXT, GLM45_STOP_TOKENS
-
-    rng = random.Random(0)
-    tokenizer = train_glm_bpe([" ".join(rng.choice(WORDS) for _ in range(30)) for _ in range(200)], vocab_size=640)
-    vocab = tokenizer.get_vocab_size(with_added_tokens=True)
-    stop_ids = [tokenizer.token_to_id(t) for t in GLM45_STOP_TOKENS]
-    model_factory.make_tiny_model_dir(path, vocab_size=vocab, eos_token_id=stop_ids,
-                                      pad_token_id=tokenizer.token_to_id(ENDOFTEXT))
-    write_model_dir(tokenizer, path)  # after the model: its generation_config.json (stop ids) wins
-    return path
-
-
 @pytest.fixture(scope="module")
 def glm_serve(tmp_path_factory):
     pytest.importorskip("server.cli")
     from loadtests.server_process import glm_serve as launch
 
-    model_dir = _make_model_dir(tmp_path_factory.mktemp("glm_tiny"))
+    from engine.embedded_model import default_model_path
+
+    model_dir = default_model_path()
     args = ["--model", str(model_dir), "--served-model-name", SERVED_NAME, "--device", "cpu", "--dtype", "float32",
             "--max-model-len", "256", "--log-level", "warning"]
     try:
