@@ -4,6 +4,7 @@ Wraps the engine's phases (scheduler, input preparation, attention planning, tar
 verification, MTP draft-extend and draft steps) with timers and decodes held-out chat prompts of the embedded model
 one at a time (greedy), then prints milliseconds per engine step for each phase (nested phases are included in
 their parents). With --modules, the model's building blocks (attention, MoE, experts, norms, RoPE) are timed too.
+Times are process CPU time (one thread: on a shared machine this leaves out the time spent waiting for a core).
 
 Not a test; run it by hand, e.g.
     OMP_NUM_THREADS=1 .venv/bin/python -m loadtests.profile_spec_decode --k 0
@@ -34,11 +35,11 @@ class PhaseTimer:
 
         @functools.wraps(inner)
         def timed(*args, **kwargs):
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 return inner(*args, **kwargs)
             finally:
-                self.seconds[label] += time.perf_counter() - start
+                self.seconds[label] += time.process_time() - start
                 self.calls[label] += 1
 
         setattr(owner, name, timed)
@@ -91,9 +92,11 @@ def main(argv: list[str] | None = None) -> None:
     run_once(llm, prompts, 1, args.max_tokens)  # warm-up, and fills the prefix cache: the timed run is decode
     timer = PhaseTimer()
     instrument(llm, timer, args.modules)
-    seconds, outputs, stats = run_once(llm, prompts, 1, args.max_tokens)
+    cpu_start = time.process_time()
+    _, outputs, stats = run_once(llm, prompts, 1, args.max_tokens)
+    seconds = time.process_time() - cpu_start
     num_tokens, num_steps = sum(map(len, outputs)), timer.calls["schedule"]
-    print(f"k={args.k}: {num_tokens} tokens in {seconds:.2f} s = {num_tokens / seconds:.1f} tok/s, {num_steps} steps "
+    print(f"k={args.k}: {num_tokens} tokens in {seconds:.2f} CPU s = {num_tokens / seconds:.1f} tok/s, {num_steps} steps "
           f"({seconds / num_steps * 1e3:.2f} ms/step), mean accepted length {stats.mean_acceptance_length:.2f}")
     timer.report(num_steps)
 
