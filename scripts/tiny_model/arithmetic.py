@@ -1,8 +1,13 @@
-"""Arithmetic word problems with a column-by-column trace (thinking on) or a one-line answer (thinking off).
+"""Arithmetic word problems on single-digit operands: a two-line trace in thinking mode, the fact stated directly
+with thinking off.
 
-Thinking on: operands of two digits (and some of one), addition with carry and subtraction with borrow, each column
-written out. Thinking off: single-digit facts only, answered directly; a 4-layer model cannot add two-digit numbers
-in one forward pass reliably, and the trace is what teaches it to.
+    thinking on:  <think>I need 7 + 5.\n7 + 5 = 12.</think>\nSam has 12 apples now.
+    thinking off: 7 + 5 = 12. Sam has 12 apples now.
+
+NOTE: the operands stay single-digit (addition, subtraction with a non-negative result, small multiplication
+facts). The skill a small model must learn is copying both operands from the question in the right order; the
+facts themselves are a table of 81 + 45 + 64 entries, all seen in training. Two-digit column traces (carry,
+borrow) were tried first and were not learned within the 45-minute CPU budget.
 """
 
 from __future__ import annotations
@@ -41,51 +46,40 @@ _SUB = (
     ("{n} needs {a} points and has {b}. How many more points does {n} need?", "{n} needs {r} more points."),
     ("Subtract {b} from {a}.", "The difference is {r}."),
 )
+_MUL = (
+    ("{n} buys {a} bags with {b} {ip} in each bag. How many {ip} does {n} buy?", "{n} buys {r} {ir}."),
+    ("What is {a} times {b}?", "{a} times {b} is {r}."),
+    ("There are {a} rows of {b} {ip}. How many {ip} are there?", "There are {r} {ir}."),
+    ("Multiply {a} by {b}.", "The product is {r}."),
+)
+_TEMPLATES = {"+": _ADD, "-": _SUB, "*": _MUL}
+OPERATIONS = ("+", "-", "*")
+_OP_WEIGHTS = (0.4, 0.4, 0.2)
 
 
-def _column_trace(a: int, b: int, op: str) -> list[str]:
-    if a < 10 and b < 10 or (op == "-" and a < 20 and b < 10 and a - b < 10):
-        return [f"{a} {op} {b} = {a + b if op == '+' else a - b}."]
-    a1, a0, b1, b0 = a // 10, a % 10, b // 10, b % 10
+def _operands(rng: random.Random, op: str) -> tuple[int, int]:
     if op == "+":
-        s0 = a0 + b0
-        carry = s0 // 10
-        ones = f"Ones: {a0} + {b0} = {s0}" + (f", write {s0 % 10}, carry 1." if carry else ".")
-        tens = f"Tens: {a1} + {b1}" + (" + 1" if carry else "") + f" = {a1 + b1 + carry}."
-        return [ones, tens]
-    if a0 >= b0:
-        ones, borrow = f"Ones: {a0} - {b0} = {a0 - b0}.", 0
-    else:
-        ones, borrow = f"Ones: {a0} is less than {b0}, so borrow: {a0 + 10} - {b0} = {a0 + 10 - b0}.", 1
-    tens = f"Tens: {a1}" + (" - 1" if borrow else "") + f" - {b1} = {a1 - borrow - b1}."
-    return [ones, tens]
-
-
-def _operands(rng: random.Random, op: str, thinking: bool) -> tuple[int, int]:
-    two_digit = thinking and rng.random() < 0.85
-    if op == "+":
-        if two_digit:
-            return rng.randint(10, 99), rng.randint(10, 99)
         return rng.randint(1, 9), rng.randint(1, 9)
-    if two_digit:
-        a, b = rng.randint(10, 99), rng.randint(10, 99)
-        return max(a, b), min(a, b)
-    b = rng.randint(1, 9)
-    return rng.randint(b + 1, b + 9), b
+    if op == "-":
+        a = rng.randint(1, 9)
+        return a, rng.randint(1, a)
+    return rng.randint(2, 9), rng.randint(2, 9)
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    return a + b if op == "+" else a - b if op == "-" else a * b
 
 
 def make_problem(rng: random.Random, thinking: bool) -> Problem:
-    op = rng.choice("+-")
-    a, b = _operands(rng, op, thinking)
-    r = a + b if op == "+" else a - b
-    question, answer = rng.choice(_ADD if op == "+" else _SUB)
+    op = rng.choices(OPERATIONS, _OP_WEIGHTS)[0]
+    a, b = _operands(rng, op)
+    r = _apply(a, op, b)
+    question, answer = rng.choice(_TEMPLATES[op])
     item = rng.choice(lexicon.ITEMS)
     name, other = rng.sample(lexicon.NAMES, 2)
     fill = dict(n=name, m=other, a=a, b=b, r=r, ia=plural(a, item), ip=item + "s", ir=plural(r, item))
-    steps = [f"I need {a} {op} {b}."] + _column_trace(a, b, op) + [f"So {a} {op} {b} = {r}."]
-    if len(steps) == 3:  # a one-line fact: the column line already states it
-        steps = steps[:2]
+    fact = f"{a} {op} {b} = {r}."
     content = answer.format(**fill)
     if not thinking:
-        content = f"{a} {op} {b} = {r}. {content}"
-    return Problem(question.format(**fill), "\n".join(steps), content, r)
+        content = f"{fact} {content}"
+    return Problem(question.format(**fill), f"I need {a} {op} {b}.\n{fact}", content, r)

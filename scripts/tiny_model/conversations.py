@@ -142,10 +142,10 @@ def echo_exchange(rng: random.Random, thinking: bool) -> Exchange:
 
 _MAKERS = {"tool": tool_exchange, "arithmetic": arithmetic_exchange, "smalltalk": smalltalk_exchange,
            "echo": echo_exchange}
-DEFAULT_MIX = {"tool": 0.45, "arithmetic": 0.22, "smalltalk": 0.08, "echo": 0.25}
+DEFAULT_MIX = {"tool": 0.35, "arithmetic": 0.35, "smalltalk": 0.07, "echo": 0.23}
 # Tools offered beside the needed ones, and how often a conversation without calls still offers tools.
 _EXTRA_TOOLS_MAX = 1
-_IRRELEVANT_TOOLS_SHARE = 0.3
+_IRRELEVANT_TOOLS_SHARE = 0.25
 
 
 def conversation(rng: random.Random, kinds: list[str], weights: list[float], thinking: bool) -> Conversation:

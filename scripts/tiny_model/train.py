@@ -81,6 +81,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="checkpoint directory to write")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--conversations", type=int, default=12000, help="training conversations to generate")
+    parser.add_argument("--mix", default=None,
+                        help='JSON share of each kind, e.g. {"arithmetic": 0.6, "echo": 0.4} (default: DEFAULT_MIX)')
     parser.add_argument("--eval-conversations", type=int, default=400, help="held-out conversations to write")
     parser.add_argument("--tokenizer-conversations", type=int, default=6000)
     parser.add_argument("--vocab-size", type=int, default=4096)
@@ -108,7 +110,7 @@ def main() -> None:
     started = time.time()
 
     renderer = ConversationRenderer()
-    conversations = generate(args.seed, args.conversations)
+    conversations = generate(args.seed, args.conversations, json.loads(args.mix) if args.mix else None)
     evaluation = held_out(conversations, args.seed + 1, args.eval_conversations, renderer)
     bpe = train_glm_bpe(rendered_texts(conversations[: args.tokenizer_conversations], renderer),
                         vocab_size=args.vocab_size)
