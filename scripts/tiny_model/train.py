@@ -87,17 +87,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer-conversations", type=int, default=6000)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=1024, help="longest training sequence")
-    parser.add_argument("--steps", type=int, default=1800)
+    parser.add_argument("--steps", type=int, default=900)
     parser.add_argument("--tokens-per-step", type=int, default=3072)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--short-share", type=float, default=0.25, help="share of steps on short samples first")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--short-share", type=float, default=0.2, help="share of steps on short samples first")
     parser.add_argument("--short-tokens", type=int, default=160, help="longest sample of the curriculum's start")
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config-overrides", default="{}", help="JSON object of config.json values to change")
     parser.add_argument("--log-every", type=int, default=20)
-    parser.add_argument("--max-minutes", type=float, default=44.0,
+    parser.add_argument("--max-minutes", type=float, default=45.0,
                         help="guard: stop early (and say so) if training runs past this; the schedule stays step-based")
     return parser.parse_args()
 
