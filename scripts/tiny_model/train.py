@@ -87,7 +87,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokenizer-conversations", type=int, default=6000)
     parser.add_argument("--vocab-size", type=int, default=4096)
     parser.add_argument("--max-tokens", type=int, default=1024, help="longest training sequence")
-    parser.add_argument("--steps", type=int, default=900)
+    parser.add_argument("--steps", type=int, default=520)
     parser.add_argument("--tokens-per-step", type=int, default=3072)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--short-share", type=float, default=0.2, help="share of steps on short samples first")
