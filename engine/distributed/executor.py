@@ -119,11 +119,13 @@ class MultiprocExecutor:
         try:
             if all(worker.is_alive() for worker in self.workers):
                 self.tp.broadcast_object(SHUTDOWN)
+                self.tp.barrier()
         except RuntimeError as error:
             logger.warning("tensor-parallel shutdown broadcast failed: %s", error)
         for worker in self.workers:
             worker.join(JOIN_TIMEOUT_S)
         _terminate(self.workers)
+        self.tp.release()
         destroy_distributed()
 
 

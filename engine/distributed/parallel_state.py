@@ -48,6 +48,17 @@ class TensorParallelGroup:
         """Rank 0 schedules and samples; the others follow."""
         return self.layout.rank == 0
 
+    def barrier(self) -> None:
+        """Every rank reached this point. NOTE: used before leaving the group, so that no rank tears its
+        connections down while a peer still completes the last collective (gloo then aborts the process)."""
+        if self.world_size > 1:
+            dist.barrier(group=self.cpu_group)
+
+    def release(self) -> None:
+        """Drop the process-group handles (before destroy_distributed), so the groups are freed in order now and
+        not during interpreter finalization, where gloo's threads abort the process. Unusable afterwards."""
+        self.device_group = self.cpu_group = None
+
     def all_reduce(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of x over ranks (in place)."""
         if self.world_size == 1:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 
 import torch
 
@@ -51,6 +52,7 @@ def follow(runner, tp: TensorParallelGroup) -> None:
     while True:
         message = tp.broadcast_object(None)
         if message is SHUTDOWN:
+            tp.barrier()
             return
         runner.execute_model(decode_step(message))
 
@@ -62,7 +64,14 @@ def _serve_as_follower(config: EngineConfig, rank: int, local_rank: int, init_me
     try:
         follow(build_rank_runner(config, tp), tp)
     finally:
+        tp.release()
         destroy_distributed()
+    # NOTE: a follower that stopped cleanly ends here, skipping interpreter finalization: gloo's threads sometimes
+    # abort a process there (SIGABRT, "terminate called without an active exception") after a clean shutdown.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def spawned_worker_main(rank: int, config: EngineConfig, init_method: str) -> None:
