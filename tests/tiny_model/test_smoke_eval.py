@@ -33,12 +33,12 @@ def test_smoke_evaluation():
     torch.set_num_threads(2)
     report, generations, scores = evaluate(EMBEDDED_MODEL_DIR, _subset(per_group=3), max_tokens=120)
     failures = [(s.kind, s.problems, g.text) for s, g in zip(scores, generations) if s.problems]
-    assert report.turns == 18
+    assert report.turns == 23  # three per (kind, thinking) group; the held-out set has two of one group
     # The engine's greedy tokens are the dense forward's argmax (same weights, fp32).
     assert report.engine_dense_agreement >= 0.99
+    # The committed model scores 6/6, 5/6, 23/23, 17/17 and 0.93 here; the bounds leave one miss of slack.
     assert report.tool_call_rate >= 5 / 6, failures
-    # Arithmetic is issue #7's open goal (>= 80%); the committed interim model gets 1 of these 6 right.
-    assert report.arithmetic_rate >= 1 / 6, failures
-    assert report.thinking_rate >= 17 / 18, failures
-    assert report.no_call_rate >= 11 / 12, failures
-    assert report.mtp_acceptance >= 0.65
+    assert report.arithmetic_rate >= 4 / 6, failures
+    assert report.thinking_rate >= 22 / 23, failures
+    assert report.no_call_rate >= 16 / 17, failures
+    assert report.mtp_acceptance >= 0.85
