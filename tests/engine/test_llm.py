@@ -19,13 +19,7 @@ VOCAB = 1000
 EOS = (1, 2, 3)  # tests/model_factory.TINY_CONFIG
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # NOTE: on a small shared CPU, intra-op threads fighting other processes make tiny ops 100x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

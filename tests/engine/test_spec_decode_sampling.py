@@ -30,12 +30,7 @@ NUM_DRAWS = 2000
 P_MIN = 1e-3  # equal distributions pass above this; the deliberate bug must fall below it
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
