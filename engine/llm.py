@@ -27,6 +27,7 @@ from engine.engine_config import (
     resolve_max_model_len,
 )
 from engine.engine_core import EngineCore, EngineCoreOutput
+from engine.model_path import resolve_model_path
 from engine.outputs import CompletionOutput, RequestOutput
 from engine.request import RequestStatus
 from engine.sampling_params import SamplingParams
@@ -77,7 +78,7 @@ class LLM:
         tokenizer: str | Path | None = None,
         skip_tokenizer_init: bool = False,
     ) -> None:
-        model_dir = Path(model) if model is not None else default_model_path()
+        model_dir = resolve_model_path(model) if model is not None else default_model_path()
         model_config = ModelConfig.from_pretrained(model_dir)
         device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         from engine.loader import default_dtype  # NOTE: keeps `import engine` light

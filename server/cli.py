@@ -91,7 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def resolve_model(model: str | None) -> str:
     if model:
-        return model
+        from engine.model_path import resolve_model_path
+
+        try:
+            return str(resolve_model_path(model))
+        except FileNotFoundError as error:
+            raise SystemExit(f"glm-serve: {error}") from None
     try:
         from engine import default_model_path
 
@@ -102,7 +107,9 @@ def resolve_model(model: str | None) -> str:
 
 def args_from_namespace(ns: argparse.Namespace) -> ServerArgs:
     model = resolve_model(ns.model)
-    names = tuple(ns.served_model_name or (Path(model).name,))
+    # A repo id is served under its own name, as vLLM does; a directory under the directory's name.
+    given_repo_id = ns.model is not None and not Path(ns.model).is_dir()
+    names = tuple(ns.served_model_name or (ns.model if given_repo_id else Path(model).name,))
     return ServerArgs(
         model=model, served_model_names=names, host=ns.host, port=ns.port,
         api_keys=parse_api_keys(ns.api_key, os.environ.get(API_KEY_ENV)), dtype=ns.dtype, device=ns.device,
