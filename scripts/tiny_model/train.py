@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.embedded_model import EVAL_CONVERSATIONS
+from engine.loader import load_model
 from engine.model import Glm4MoeForCausalLM
 from kernels.attention import DenseAttention
 from kernels.attention.base import AttentionMetadata
@@ -96,6 +97,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--config-overrides", default="{}", help="JSON object of config.json values to change")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="start from this checkpoint's weights (same corpus seed, so the same tokenizer)")
     parser.add_argument("--log-every", type=int, default=20)
     parser.add_argument("--max-minutes", type=float, default=45.0,
                         help="guard: stop early (and say so) if training runs past this; the schedule stays step-based")
@@ -128,6 +131,8 @@ def main() -> None:
     vocab = 64 * math.ceil(bpe.get_vocab_size() / 64)
     hf_config = hf_config_dict(vocab, stop_ids, pad_id, **json.loads(args.config_overrides))
     model = build_untrained(hf_config, args.seed).train()
+    if args.init_from:  # a second, lower-LR pass over the same seeded corpus (`make train-tiny` runs both)
+        model.load_state_dict(load_model(args.init_from, dtype=torch.float32, device="cpu").state_dict())
     config = model.config
     logger.info("model: %.2fM parameters", sum(p.numel() for p in model.parameters()) / 1e6)
     attn = DenseAttention(config.num_attention_heads, config.num_key_value_heads, config.head_dim,

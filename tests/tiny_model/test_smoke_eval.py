@@ -36,9 +36,9 @@ def test_smoke_evaluation():
     assert report.turns == 23  # three per (kind, thinking) group; the held-out set has two of one group
     # The engine's greedy tokens are the dense forward's argmax (same weights, fp32).
     assert report.engine_dense_agreement >= 0.99
-    # The committed model scores 6/6, 5/6, 23/23, 17/17 and 0.93 here; the bounds leave one miss of slack.
+    # The committed model scores 6/6, 6/6, 23/23, 17/17 and 0.96 here; the bounds leave one miss of slack.
     assert report.tool_call_rate >= 5 / 6, failures
-    assert report.arithmetic_rate >= 4 / 6, failures
+    assert report.arithmetic_rate >= 5 / 6, failures
     assert report.thinking_rate >= 22 / 23, failures
     assert report.no_call_rate >= 16 / 17, failures
     assert report.mtp_acceptance >= 0.85
