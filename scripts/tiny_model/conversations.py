@@ -142,7 +142,7 @@ def echo_exchange(rng: random.Random, thinking: bool) -> Exchange:
 
 _MAKERS = {"tool": tool_exchange, "arithmetic": arithmetic_exchange, "smalltalk": smalltalk_exchange,
            "echo": echo_exchange}
-DEFAULT_MIX = {"tool": 0.3, "arithmetic": 0.45, "smalltalk": 0.05, "echo": 0.2}
+DEFAULT_MIX = {"tool": 0.45, "arithmetic": 0.33, "smalltalk": 0.05, "echo": 0.17}
 # Tools offered beside the needed ones, and how often a conversation without calls still offers tools.
 _EXTRA_TOOLS_MAX = 1
 _IRRELEVANT_TOOLS_SHARE = 0.25
