@@ -37,34 +37,37 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        # F.rms_norm is x * rsqrt(mean(x^2) + eps) in one op (equal to the spelled-out form to the last bit).
+        return self.weight * F.rms_norm(x.float(), self.weight.shape, eps=self.eps).to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
-    """Section 2.4.3: NeoX rotate-half RoPE on dims [0, rd) of every head; dims [rd, d) pass through."""
+    """Section 2.4.3: NeoX rotate-half RoPE on dims [0, rd) of every head; dims [rd, d) pass through.
+
+    `forward(positions)` builds a step's (cos, sin) tables once; every layer applies them with `apply_rotary`.
+    """
 
     def __init__(self, rotary_dim: int, theta: float) -> None:
         super().__init__()
         self.rotary_dim = rotary_dim
         self.theta = theta
 
-    def forward(self, positions: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions [T] -> (cos, sin), each [T, 1, rd/2] fp32."""
         # NOTE: inv_freq is recomputed (cheap, [rd/2]) so that a model built on the meta device needs no buffer fix-up.
         exponent = torch.arange(0, self.rotary_dim, 2, dtype=torch.float32, device=positions.device) / self.rotary_dim
         inv_freq = 1.0 / (self.theta**exponent)  # [rd/2]
-        freqs = positions.float()[:, None] * inv_freq[None, :]  # [T, rd/2]
-        emb = torch.cat((freqs, freqs), dim=-1)[:, None, :]  # [T, 1, rd]
-        cos, sin = emb.cos(), emb.sin()
-        outs = []
-        for x in xs:  # x [T, heads, d]
-            cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-            rot, rest = x[..., : self.rotary_dim], x[..., self.rotary_dim :]
-            half = self.rotary_dim // 2
-            rotated = torch.cat((-rot[..., half:], rot[..., :half]), dim=-1)  # rotate_half
-            outs.append(torch.cat((rot * cos + rotated * sin, rest), dim=-1))
-        return outs
+        freqs = (positions.float()[:, None] * inv_freq[None, :])[:, None, :]  # [T, 1, rd/2]
+        return freqs.cos(), freqs.sin()
+
+
+def apply_rotary(x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """x [T, heads, d], rope (cos, sin) [T, 1, rd/2] -> [T, heads, d]. The halves x1, x2 of the rotary dims become
+    (x1 cos - x2 sin, x2 cos + x1 sin): x * cos + rotate_half(x) * sin to the last bit."""
+    cos, sin = rope[0].to(x.dtype), rope[1].to(x.dtype)
+    half = cos.shape[-1]
+    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest), dim=-1)
 
 
 class Attention(nn.Module):
@@ -84,9 +87,9 @@ class Attention(nn.Module):
         if config.use_qk_norm:
             self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)  # one weight shared by all heads
             self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-        self.rotary = RotaryEmbedding(config.rotary_dim, config.rope_theta)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], attn: AttentionBackend) -> torch.Tensor:
+        """rope: the step's (cos, sin) tables from the model's `RotaryEmbedding`."""
         num_tokens = x.shape[0]
         q, k, v = self.qkv_proj(x).split([self.q_size, self.kv_size, self.kv_size], dim=-1)
         q = q.view(num_tokens, self.num_heads, self.head_dim)  # [T, nh, d]
@@ -94,7 +97,7 @@ class Attention(nn.Module):
         v = v.view(num_tokens, self.num_kv_heads, self.head_dim)  # [T, nkv, d]
         if self.use_qk_norm:
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k = self.rotary(positions, q, k)
+        q, k = apply_rotary(q, rope), apply_rotary(k, rope)
         out = attn.forward(self.layer_idx, q, k, v)  # [T, nh, d]
         return self.o_proj(out.reshape(num_tokens, self.q_size))  # [T, H]
 
@@ -189,10 +192,10 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp: nn.Module = MoE(config, tp) if is_moe else MLP(config.hidden_size, config.intermediate_size, tp)
 
-    def forward(self, x: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend,
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], attn: AttentionBackend,
                 output_rows: torch.Tensor | None = None) -> torch.Tensor:
         """x [T, H] -> [T, H]; with output_rows [N], only those rows' outputs [N, H] (every row still writes its KV)."""
-        x = x + self.self_attn(self.input_layernorm(x), positions, attn)
+        x = x + self.self_attn(self.input_layernorm(x), rope, attn)
         if output_rows is not None:
             x = x[output_rows]
             if x.shape[0] == 0:
@@ -236,6 +239,7 @@ class Glm4MoeForCausalLM(nn.Module):
         self.tp = tp if tp is not None else TensorParallelGroup()
         self.model = Glm4MoeModel(config, self.tp)
         self.lm_head = ParallelLMHead(config.vocab_size, config.hidden_size, self.tp)
+        self.rotary = RotaryEmbedding(config.rotary_dim, config.rope_theta)  # no weights: shared by every layer
         if config.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
         self.mtp = MTPLayer(config, self.tp) if config.has_mtp else None
@@ -252,8 +256,9 @@ class Glm4MoeForCausalLM(nn.Module):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, attn: AttentionBackend) -> torch.Tensor:
         """input_ids, positions [T] -> hidden [T, H] after the final norm (section 2.1)."""
         x = self.model.embed_tokens(input_ids)  # [T, H] (replicated on every rank); no embedding scale
+        rope = self.rotary(positions)  # (cos, sin): built once, used by every layer
         for layer in self.model.layers:
-            x = layer(x, positions, attn)
+            x = layer(x, rope, attn)
         return self.model.norm(x)
 
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -277,7 +282,7 @@ class Glm4MoeForCausalLM(nn.Module):
         mtp = self.mtp
         e = self.model.embed_tokens(input_ids)  # [T, H]
         z = mtp.eh_proj(torch.cat([mtp.enorm(e), mtp.hnorm(hidden)], dim=-1))  # [T, 2H] -> [T, H]
-        y = mtp.layer(z, positions, attn, output_rows)  # residual stream starts at z
+        y = mtp.layer(z, self.rotary(positions), attn, output_rows)  # residual stream starts at z
         return mtp.shared_head_norm(y)
 
     def compute_mtp_logits(self, mtp_hidden: torch.Tensor) -> torch.Tensor:
