@@ -214,6 +214,7 @@ def prometheus(warm_server: tuple[ServedCommand, str], tmp_path: Path) -> Iterat
                              f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
                             stdout=log, stderr=subprocess.STDOUT)
     try:
+        wait_ready(proc, f"http://127.0.0.1:{port}/-/ready", tmp_path / "prometheus.log")
         yield f"http://127.0.0.1:{port}/api/v1/query"
     finally:
         proc.terminate()
@@ -221,23 +222,48 @@ def prometheus(warm_server: tuple[ServedCommand, str], tmp_path: Path) -> Iterat
         log.close()
 
 
+def wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float = 60.0) -> None:
+    """Until Prometheus's readiness endpoint answers 200 (503 while the TSDB opens and the config loads)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"prometheus exited with {proc.returncode} before {url} answered 200:\n{log.read_text()}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{url} did not answer 200 within {timeout:.0f} s:\n{log.read_text()}")
+
+
+class NotAnswered(Exception):
+    """A query got a non-200 answer: 503 with a plain-text body while Prometheus starts, 4xx for a bad query."""
+
+
 def query(url: str, expr: str) -> list[float]:
-    answer = httpx.get(url, params={"query": expr}, timeout=10).json()
+    response = httpx.get(url, params={"query": expr}, timeout=10)
+    if response.status_code != 200:
+        raise NotAnswered(f"{expr}: HTTP {response.status_code}: {response.text[:500]}")
+    answer = response.json()
     assert answer["status"] == "success", f"{expr}: {answer}"
     return [float(item["value"][1]) for item in answer["data"]["result"]]
 
 
 def wait_query(url: str, expr: str, timeout: float = 30.0) -> list[float]:
+    """Until the query returns a non-empty result; non-200 answers and refused connections count as not yet."""
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
             values = query(url, expr)
             if values:
                 return values
-        except httpx.TransportError:
-            pass
+            last = "an empty result"
+        except (httpx.TransportError, NotAnswered) as error:
+            last = f"{type(error).__name__}: {error}"
         time.sleep(0.25)
-    raise AssertionError(f"no result for {expr} within {timeout:.0f} s")
+    raise AssertionError(f"no result for {expr} within {timeout:.0f} s; last: {last}")
 
 
 def test_dashboard_queries_return_data_from_a_real_prometheus(prometheus: str,
