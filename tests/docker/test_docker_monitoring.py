@@ -266,6 +266,19 @@ def wait_query(url: str, expr: str, timeout: float = 30.0) -> list[float]:
     raise AssertionError(f"no result for {expr} within {timeout:.0f} s; last: {last}")
 
 
+def test_wait_query_retries_the_plain_text_503_of_a_starting_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
+    starting = httpx.Response(503, text="Service Unavailable")
+    ready = httpx.Response(200, json={"status": "success", "data": {"result": [{"value": [0, "1"]}]}})
+    answers = iter([starting, starting, ready])
+    monkeypatch.setattr(httpx, "get", lambda *args, **kwargs: next(answers))
+    assert wait_query("http://prometheus/api/v1/query", "up", timeout=5.0) == [1.0]
+    monkeypatch.setattr(httpx, "get", lambda *args, **kwargs: starting)
+    with pytest.raises(AssertionError, match="within 1 s; last: NotAnswered: up: HTTP 503: Service Unavailable"):
+        wait_query("http://prometheus/api/v1/query", "up", timeout=0.6)
+    with pytest.raises(NotAnswered, match="HTTP 503"):
+        query("http://prometheus/api/v1/query", "up")
+
+
 def test_dashboard_queries_return_data_from_a_real_prometheus(prometheus: str,
                                                                warm_server: tuple[ServedCommand, str]) -> None:
     server, model = warm_server
