@@ -65,8 +65,12 @@ class ChatServing:
         logprobs = (request.top_logprobs or 0) if request.logprobs else None
         params = build_sampling_params(request, max_tokens=max_tokens, logprobs=logprobs,
                                        defaults=ctx.tokenizer.generation, vocab_size=ctx.tokenizer.vocab_size)
-        detokenizers = [ctx.tokenizer.detokenizer(skip_special_tokens=False, stop_strings=p.stop,
-                                                  include_stop_str_in_output=p.include_stop_str_in_output)
+        # NOTE: skip_special_tokens (default true, as vLLM) never drops the parser's tags, even in a checkpoint
+        # that marks them special; GLM-4.5's are not special anyway.
+        detokenizers = [ctx.tokenizer.detokenizer(skip_special_tokens=p.skip_special_tokens, stop_strings=p.stop,
+                                                  include_stop_str_in_output=p.include_stop_str_in_output,
+                                                  hide_stop_tokens=not p.ignore_eos,
+                                                  keep_token_ids=ctx.tokenizer.glm.parser_tag_ids)
                         for p in params]
         run = GenerationRun(ctx, record, arrival, [prompt.token_ids], params, detokenizers)
         response_id = f"chatcmpl-{record.request_id}"

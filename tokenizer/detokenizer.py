@@ -3,8 +3,9 @@
 Contract:
 - text is released only as complete UTF-8: a character whose bytes span several tokens (CJK, emoji under a
   byte-level BPE) comes out whole, once its last byte arrives;
-- `skip_special_tokens` removes special tokens (role markers...) from the text; `hidden_token_ids` (the stop
-  ids that ended generation) are never rendered at all;
+- `skip_special_tokens` removes special tokens (role markers...) from the text; `hidden_token_ids` are never
+  rendered at all (`Tokenizer.detokenizer` hides the stop ids this way, and the special tokens it skips, so that
+  it can keep chosen ones);
 - stop strings are found across token boundaries; text after a stop string is never released, and the stop
   string itself only with `include_stop_str_in_output`. Once one matched, `stopped` is true and the engine
   should finish the request.

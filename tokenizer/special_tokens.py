@@ -120,3 +120,11 @@ class GlmTokenIds:
         if missing:
             raise ValueError(f"tokenizer is not a GLM-4.5 tokenizer: missing added tokens {missing}")
         return cls(**ids)  # type: ignore[arg-type]
+
+    @property
+    def parser_tag_ids(self) -> frozenset[int]:
+        """The tags the output parser reads (think, tool_call, arg_key, arg_value; open and close). GLM-4.5 marks
+        them not special, but a checkpoint that did would lose them under `skip_special_tokens=True`: the chat
+        route's detokenizer keeps these whatever the flag says (`Tokenizer.detokenizer(keep_token_ids=...)`)."""
+        return frozenset((self.think_start, self.think_end, self.tool_call_start, self.tool_call_end,
+                          self.arg_key_start, self.arg_key_end, self.arg_value_start, self.arg_value_end))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,15 +121,24 @@ class Tokenizer:
         stop_strings: Sequence[str] = (),
         include_stop_str_in_output: bool = False,
         hide_stop_tokens: bool = True,
+        keep_token_ids: Collection[int] = (),
     ) -> IncrementalDetokenizer:
         """A detokenizer for one sequence; stop tokens are left out of the text unless `hide_stop_tokens=False`
-        (e.g. with `ignore_eos`, when they are ordinary output)."""
+        (e.g. with `ignore_eos`, when they are ordinary output). `skip_special_tokens` drops the special tokens
+        except `keep_token_ids` (the chat route keeps `self.glm.parser_tag_ids` so the parser sees its tags).
+
+        NOTE: skipping is done by leaving the ids out before decoding, which is what `tokenizers` does itself
+        (special ids are dropped before the decoder runs), so the text is the same as `decode(...,
+        skip_special_tokens=True)` apart from the kept ids."""
+        hidden = set(self.stop_token_ids) if hide_stop_tokens else set()
+        if skip_special_tokens:
+            hidden |= self.special_token_ids.difference(keep_token_ids)
         return IncrementalDetokenizer(
             self.hf_tokenizer,
-            skip_special_tokens=skip_special_tokens,
+            skip_special_tokens=False,
             stop_strings=stop_strings,
             include_stop_str_in_output=include_stop_str_in_output,
-            hidden_token_ids=self.stop_token_ids if hide_stop_tokens else (),
+            hidden_token_ids=hidden,
         )
 
     def count_reasoning_tokens(self, generated_ids: Sequence[int], thinking: bool = True) -> int:

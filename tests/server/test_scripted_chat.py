@@ -22,7 +22,14 @@ THINK_AND_CALLS = (
     "<arg_key>days</arg_key>\n<arg_value>2</arg_value>\n</tool_call>\n"
     "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Rome \"old\" town</arg_value>\n</tool_call>"
 )
+# Real special tokens ([gMASK], <sop>: special in GLM-4.5) in reasoning, content and an argument value, around the
+# parser's tags (not special).
+SPECIAL = (
+    "\n<think>Mask [gMASK] seen.</think>\nMarker<sop> here.\n"
+    "<tool_call>get_weather\n<arg_key>city</arg_key>\n<arg_value>Oslo[gMASK]</arg_value>\n</tool_call>"
+)
 REPLIES = [
+    {"when": "Echo the markers", "text": SPECIAL, "stop_token": "<|observation|>"},
     # forced calls: the prompt ends with the forced suffix, the reply continues inside the call
     {"when": "<think></think>\n<tool_call>get_weather\n", "text": "<arg_key>city</arg_key>\n<arg_value>Oslo"
      "</arg_value>\n</tool_call>", "stop_token": "<|observation|>"},
@@ -146,6 +153,29 @@ def check_chunk_rules(events: list[Any]) -> None:
     {"thinking": {"type": "disabled"}},
     {"reasoning_effort": "none"},
 ])
+@pytest.mark.parametrize("skip, reasoning, content, city", [
+    (None, "Mask  seen.", "Marker here.", "Oslo"),  # default: skip_special_tokens=true, as vLLM
+    (False, "Mask [gMASK] seen.", "Marker<sop> here.", "Oslo[gMASK]"),
+])
+def test_skip_special_tokens_drops_special_tokens_but_never_the_parser_tags(
+        client: openai.OpenAI, server: ServerProcess, skip: bool | None, reasoning: str, content: str,
+        city: str) -> None:
+    messages = [{"role": "user", "content": "Echo the markers, please."}]
+    extra = {} if skip is None else {"skip_special_tokens": skip}
+    out = client.chat.completions.create(model="tiny", messages=messages, tools=[WEATHER_TOOL], extra_body=extra)
+    message = out.choices[0].message
+    assert (message.model_extra["reasoning_content"], message.content) == (reasoning, content)
+    assert out.choices[0].finish_reason == "tool_calls"
+    assert [json.loads(c.function.arguments) for c in message.tool_calls] == [{"city": city}]
+    assert "<|observation|>" not in (message.content or "")  # the stop token is hidden either way
+    events = raw_stream(server, {"messages": messages, "tools": [WEATHER_TOOL], "stream": True, **extra})
+    deltas = [e["choices"][0]["delta"] for e in events if isinstance(e, dict) and e["choices"]]
+    assert "".join(d.get("reasoning_content") or "" for d in deltas) == reasoning
+    assert "".join(d.get("content") or "" for d in deltas) == content
+    arguments = "".join(f["function"]["arguments"] for d in deltas for f in d.get("tool_calls") or [])
+    assert json.loads(arguments) == {"city": city}
+
+
 def test_thinking_off(client: openai.OpenAI, prompt_log: Path, switch: dict[str, Any]) -> None:
     out = client.chat.completions.create(model="tiny", messages=ADD, extra_body=switch)
     assert last_prompt(prompt_log).endswith("<|assistant|>\n<think></think>")

@@ -44,6 +44,20 @@ def test_skip_special_tokens_and_hidden_stop_tokens(glm_tokenizer: Tokenizer) ->
     assert "".join(_stream(detokenizer, ids)).endswith("b<|user|>")
 
 
+def test_skipping_equals_decode_and_keeps_the_kept_ids(glm_tokenizer: Tokenizer) -> None:
+    glm = glm_tokenizer.glm
+    ids = [glm.gmask, glm.sop, *glm_tokenizer.encode("x <think>a</think> b"), glm.system, glm.tool_call_start,
+           *glm_tokenizer.encode("北京"), glm.endoftext, glm.assistant]
+    for per_step in (1, 2, 5):
+        detokenizer = glm_tokenizer.detokenizer(skip_special_tokens=True, hide_stop_tokens=False)
+        assert "".join(_stream(detokenizer, ids, per_step)) == glm_tokenizer.decode(ids, skip_special_tokens=True)
+    # A kept id survives skipping even when special (the chat route keeps the parser's tags this way).
+    kept = glm_tokenizer.detokenizer(skip_special_tokens=True, keep_token_ids={glm.gmask, glm.think_start})
+    assert "".join(_stream(kept, ids)) == "[gMASK]x <think>a</think> b<tool_call>北京"
+    assert glm.think_start in glm.parser_tag_ids and glm.arg_value_end in glm.parser_tag_ids
+    assert not glm.parser_tag_ids & glm_tokenizer.special_token_ids  # GLM-4.5's tags are not special
+
+
 def test_stop_string_across_token_boundaries(glm_tokenizer: Tokenizer) -> None:
     ids = glm_tokenizer.encode("alpha beta gamma delta")
     stop = "ta gam"
