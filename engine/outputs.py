@@ -97,6 +97,10 @@ class EngineCoreOutput:
     finish_reason: str | None = None  # "stop" / "length" / "abort" once finished
     stop_reason: int | str | None = None  # the stop token id (stop_token_ids) that ended it
     num_cached_tokens: int = 0  # prompt tokens served by the prefix cache
+    # Speculative decoding, this step (0 without it): drafts verified and how many of them were accepted, counted
+    # as the scheduler's SpecDecodingStats counts them (accepted drafts cut by a stop condition still count).
+    num_draft_tokens: int = 0
+    num_accepted_tokens: int = 0
 
     @property
     def finished(self) -> bool:

@@ -169,6 +169,8 @@ class Scheduler:
                 finish_reason=request.finish_reason,
                 stop_reason=request.stop_reason,
                 num_cached_tokens=max(request.num_cached_tokens, 0),
+                num_draft_tokens=len(drafts),
+                num_accepted_tokens=num_accepted,
             ))
         return outputs
 

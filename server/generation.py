@@ -42,6 +42,8 @@ class Choice:
     last_token_at: float | None = None
     scheduled_at: float | None = None
     num_cached_tokens: int = 0
+    num_draft_tokens: int = 0  # speculative decoding: drafts the engine verified for this completion
+    num_accepted_tokens: int = 0  # ... and how many of them it accepted
 
     @property
     def is_finished(self) -> bool:
@@ -110,6 +112,8 @@ class GenerationRun:
         elif choice.last_token_at is not None:
             self.ctx.metrics.record_inter_token_latency(item.arrived_at - choice.last_token_at)
         choice.last_token_at = item.arrived_at
+        choice.num_draft_tokens += out.num_draft_tokens
+        choice.num_accepted_tokens += out.num_accepted_tokens
         # NOTE: a multi-token (speculative) step may complete a stop string before its last token: the tokens after
         # it are dropped from the ids, logprobs and usage, as if they had come one per step.
         num_kept, released = choice.detokenizer.push_until_stop(out.new_token_ids)
@@ -157,6 +161,9 @@ class GenerationRun:
         record.queue_ms = _ms(scheduled, self.arrival)
         record.e2e_ms = _ms(now, self.arrival)
         record.finish_reason = record.finish_reason or reason
+        if self.ctx.args.num_speculative_tokens > 0:  # absent from the log line when speculation is off
+            record.spec_drafted = sum(choice.num_draft_tokens for choice in self.choices)
+            record.spec_accepted = sum(choice.num_accepted_tokens for choice in self.choices)
 
     def _stats(self, reason: str, now: float) -> FinishedRequestStats:
         longest = max(self.choices, key=lambda c: len(c.token_ids))

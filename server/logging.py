@@ -34,8 +34,8 @@ class RequestRecord:
     ttft_ms: float | None = None
     queue_ms: float | None = None
     e2e_ms: float | None = None
-    spec_accepted: int | None = None
-    spec_drafted: int | None = None
+    spec_accepted: int | None = None  # draft tokens accepted, summed over the choices (speculation on only)
+    spec_drafted: int | None = None  # draft tokens verified, likewise
     error: str | None = None  # the error code or type, never the message text of a prompt
 
     def to_json(self) -> str:

@@ -199,6 +199,28 @@ def test_stop_tokens_inside_an_accepted_run_end_the_output_there():
     assert core.scheduler.kv.num_free_blocks == 400
 
 
+def test_each_output_carries_its_steps_drafted_and_accepted_counts():
+    k = 3
+    prompts, max_tokens = workload(seed=11, num=12)
+    core = make_core(k, num_blocks=400, eos_token_ids=(5,))
+    for i, (p, m) in enumerate(zip(prompts, max_tokens)):
+        core.add_request(str(i), p, SamplingParams(max_tokens=m + 20))
+    drafted: dict[str, int] = {}
+    accepted: dict[str, int] = {}
+    while core.has_unfinished_requests():
+        for out in core.step():
+            assert 0 <= out.num_accepted_tokens <= out.num_draft_tokens <= k
+            if not out.finished:  # a stop condition may cut the accepted run short, never otherwise
+                assert len(out.new_token_ids) == out.num_accepted_tokens + 1
+            drafted[out.request_id] = drafted.get(out.request_id, 0) + out.num_draft_tokens
+            accepted[out.request_id] = accepted.get(out.request_id, 0) + out.num_accepted_tokens
+    stats = core.scheduler.spec_decode_stats
+    # Per request, the outputs add up to the engine's counters (the Prometheus vllm:spec_decode_* series).
+    assert sum(drafted.values()) == stats.num_draft_tokens > 0
+    assert sum(accepted.values()) == stats.num_accepted_tokens > 0
+    assert len({accepted[rid] for rid in accepted}) > 1  # per request, not one shared figure
+
+
 def test_drafts_are_trimmed_to_max_tokens_and_max_model_len():
     core = make_core(3, num_blocks=100, max_model_len=30)
     core.add_request("tokens", [1, 2, 3], SamplingParams(max_tokens=6))

@@ -1,10 +1,12 @@
 """Speculative decoding through the server's wiring: `--num-speculative-tokens` reaches the engine config, and the
-engine's counters reach the vllm:spec_decode_* Prometheus series (AsyncEngine over a real EngineCore whose model
-is the pure-Python fake of test_spec_decode_scheduler.py)."""
+engine's counters reach the vllm:spec_decode_* Prometheus series and each request's own counts its log line
+(AsyncEngine over a real EngineCore whose model is the pure-Python fake of test_spec_decode_scheduler.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 
@@ -18,9 +20,13 @@ from model_factory import TINY_CONFIG
 from server.args import ServerArgs
 from server.async_engine import AsyncEngine
 from server.cli import args_from_namespace, build_parser
+from server.context import ServingContext
 from server.engine_builder import build_engine_config
+from server.generation import GenerationRun
+from server.logging import RequestRecord
 from server.metrics import ServerMetrics
 from test_spec_decode_scheduler import VOCAB, FakeSpecRunner
+from tokenizer.detokenizer import IncrementalDetokenizer
 
 
 def test_the_flag_reaches_the_engine_config(tmp_path):
@@ -84,3 +90,54 @@ def test_engine_counters_reach_the_spec_decode_metrics():
         assert sample(metrics, "vllm:generation_tokens_total") == 6 * 40
 
     asyncio.run(main())
+
+
+class _IdText:
+    """Stands in for a tokenizer: each id decodes to ` <id>`."""
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return "".join(f" {token_id}" for token_id in ids)
+
+
+@pytest.mark.parametrize("flag", [3, 0])
+def test_the_request_log_line_carries_its_own_drafted_and_accepted_counts(tmp_path, flag):
+    k = 3
+    cores: list[EngineCore] = []
+
+    def factory() -> EngineCore:
+        kv = KVCacheManager(200, 4)
+        scheduler = Scheduler(SchedulerConfig(max_model_len=128), kv, num_speculative_tokens=k)
+        cores.append(EngineCore(scheduler, FakeSpecRunner(200, 4, k), VOCAB))
+        return cores[-1]
+
+    async def main() -> list[RequestRecord]:
+        metrics = ServerMetrics("m", 128)
+        engine = AsyncEngine(factory, metrics)
+        engine.start(asyncio.get_running_loop())
+        while not engine.is_ready:
+            await asyncio.sleep(0.01)
+        args = ServerArgs(model=str(tmp_path), served_model_names=("m",), device="cpu", num_speculative_tokens=flag)
+        ctx = ServingContext(args, None, engine, metrics, 128)  # type: ignore[arg-type]  # no tokenizer needed
+        records = []
+        for i, n in enumerate((1, 2, 1)):  # the second request has two completions: their counts add up
+            record = RequestRecord(f"req{i}", "POST", "/v1/chat/completions", None)
+            params = [SamplingParams(max_tokens=30 + 7 * i)] * n
+            run = GenerationRun(ctx, record, time.monotonic(), [[i + 1] * (i + 4)], params,
+                                [IncrementalDetokenizer(_IdText()) for _ in params])
+            await run.run_to_end()
+            run.close()
+            records.append(record)
+        engine.shutdown()
+        return records
+
+    records = asyncio.run(main())
+    stats = cores[0].scheduler.spec_decode_stats
+    if not flag:  # speculation off by the server's flag: the fields stay out of the log line
+        assert all(r.spec_drafted is None and r.spec_accepted is None for r in records)
+        assert "spec_" not in records[0].to_json()
+        return
+    assert sum(r.spec_drafted for r in records) == stats.num_draft_tokens
+    assert sum(r.spec_accepted for r in records) == stats.num_accepted_tokens
+    assert all(0 < r.spec_accepted < r.spec_drafted for r in records)
+    line = json.loads(records[1].to_json())
+    assert (line["spec_drafted"], line["spec_accepted"]) == (records[1].spec_drafted, records[1].spec_accepted)
