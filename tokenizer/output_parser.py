@@ -1,6 +1,7 @@
 """GLM-4.5 output parser: reasoning, content and tool calls, whole (`parse_output`) or streamed (`OutputParser`).
 
-Input: the generated text after `<|assistant|>`, detokenized with `skip_special_tokens=False`, stop token removed.
+Input: the generated text after `<|assistant|>`, stop token removed, with the tag tokens kept (GLM-4.5 does not mark
+them special, so either `skip_special_tokens` keeps them).
 Both faces run the same `OutputScanner`, so for every split of the text the streamed deltas, accumulated as the
 `openai` client does, equal `parse_output` of the whole text (see `output_scanner` for the two documented
 exceptions around stray think tags). Field rules (reference sections 5 and 6):

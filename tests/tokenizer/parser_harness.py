@@ -20,6 +20,12 @@ def load_tool_cases() -> list[dict[str, Any]]:
     return cases
 
 
+def case_thinking(case: dict[str, Any]) -> bool:
+    """Whether the case's request had thinking on. The corpus has no field for it (the file must stay identical
+    to the reference); a case sent with thinking off says so in its note (`enable_thinking=false`)."""
+    return "enable_thinking=false" not in case["note"]
+
+
 def counter_ids() -> Callable[[], str]:
     """Deterministic tool-call ids: call_1, call_2, ..."""
     count = 0

@@ -10,6 +10,7 @@ import pytest
 from parser_harness import (
     Accumulator,
     accumulate,
+    case_thinking,
     case_view,
     counter_ids,
     expected_from,
@@ -56,24 +57,35 @@ def _splits(case: dict[str, Any], tokenizer: Tokenizer) -> list[list[str]]:
     ]
 
 
+def test_cases_sent_with_thinking_off_are_parsed_with_it_off() -> None:
+    assert [case["id"] for case in CASES if not case_thinking(case)] == ["plain_text_nonthinking_mode"]
+    case = next(case for case in CASES if case["id"] == "plain_text_nonthinking_mode")
+    assert case_view(parse_output(case["model_output"], thinking=False)) == case["expected"]
+
+
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_whole_text_matches_reference(case: dict[str, Any]) -> None:
-    assert case_view(parse_output(case["model_output"], _tools(case))) == case["expected"]
+    result = parse_output(case["model_output"], _tools(case), thinking=case_thinking(case))
+    assert case_view(result) == case["expected"]
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_exact_stream_equals_whole_for_every_split(case: dict[str, Any], glm_tokenizer: Tokenizer) -> None:
-    expected = expected_from(parse_output(case["model_output"], _tools(case), id_factory=counter_ids()))
+    thinking = case_thinking(case)
+    expected = expected_from(parse_output(case["model_output"], _tools(case), thinking=thinking,
+                                          id_factory=counter_ids()))
     for pieces in _splits(case, glm_tokenizer):
-        parser = OutputParser(_tools(case), id_factory=counter_ids())
+        parser = OutputParser(_tools(case), thinking=thinking, id_factory=counter_ids())
         assert stream(pieces, parser) == expected, pieces
 
 
 @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_incremental_stream(case: dict[str, Any], glm_tokenizer: Tokenizer) -> None:
-    expected = expected_from(parse_output(case["model_output"], _tools(case), id_factory=counter_ids()))
+    thinking = case_thinking(case)
+    expected = expected_from(parse_output(case["model_output"], _tools(case), thinking=thinking,
+                                          id_factory=counter_ids()))
     for pieces in _splits(case, glm_tokenizer):
-        parser = OutputParser(_tools(case), incremental=True, id_factory=counter_ids())
+        parser = OutputParser(_tools(case), thinking=thinking, incremental=True, id_factory=counter_ids())
         got = stream(pieces, parser)
         if got == expected:
             assert not parser.diverged
@@ -195,6 +207,17 @@ def test_doubled_think_tag_and_restart_before_visible_reasoning() -> None:
         assert stream(pieces, OutputParser()) == expected_from(expected)
 
 
+def test_second_think_tag_after_streamed_reasoning_is_a_known_stream_divergence() -> None:
+    text = "\n<think>First.<think>Second.</think>\nAnswer."
+    whole = parse_output(text)
+    assert (whole.reasoning_content, whole.content) == ("Second.", "Answer.")  # what follows the last <think>
+    assert stream([text], OutputParser()) == expected_from(whole)
+    # Streamed, `First.` went out before the second tag arrived: it stays, and the tag is sent as reasoning text.
+    for pieces in (list(text), ["\n<think>First.", "<think>Second.</think>\nAnswer."]):
+        streamed = stream(pieces, OutputParser())
+        assert (streamed["reasoning_content"], streamed["content"]) == ("First.<think>Second.", "Answer.")
+
+
 def test_stray_close_tag_whole_text_and_known_stream_divergence() -> None:
     text = "Reasoning without an opening tag.</think>\nThe answer."
     whole = parse_output(text)
@@ -248,4 +271,5 @@ def test_incremental_duplicate_key_is_flagged_and_still_valid_json(caplog: pytes
     got = stream(list(text), parser)
     assert parser.diverged and "repeated a key" in caplog.text
     assert parser.result().tool_calls[0].arguments == '{"path": "b"}'
+    assert got["tool_calls"][0]["arguments"] == '{"path": "a", "path": "b"}'  # the first value went out already
     assert json.loads(got["tool_calls"][0]["arguments"]) == {"path": "b"}  # JSON objects: the last duplicate wins

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from parser_harness import counter_ids, expected_from, load_tool_cases, stream
+from parser_harness import case_thinking, counter_ids, expected_from, load_tool_cases, stream
 
 from tokenizer import OutputParser, parse_output, text_window
 from tokenizer.text_window import TextWindow
@@ -53,11 +53,12 @@ def test_corpus_streams_exactly_with_a_tiny_window(tiny_window: None, incrementa
     for case in load_tool_cases():
         tools = case["tools"] or None
         text = case["model_output"]
-        expected = expected_from(parse_output(text, tools, id_factory=counter_ids()))
+        thinking = case_thinking(case)
+        expected = expected_from(parse_output(text, tools, thinking=thinking, id_factory=counter_ids()))
         for pieces in (list(text), [text[i : i + 3] for i in range(0, len(text), 3)]):
-            parser = OutputParser(tools, incremental=incremental, id_factory=counter_ids())
+            parser = OutputParser(tools, thinking=thinking, incremental=incremental, id_factory=counter_ids())
             got = stream(pieces, parser)
             assert got == expected or parser.diverged, case["id"]
         cuts = sorted(rng.sample(range(1, len(text)), min(10, len(text) - 1)))
         pieces = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
-        assert stream(pieces, OutputParser(tools, id_factory=counter_ids())) == expected
+        assert stream(pieces, OutputParser(tools, thinking=thinking, id_factory=counter_ids())) == expected
