@@ -148,11 +148,6 @@ def check_chunk_rules(events: list[Any]) -> None:
     assert regular[-1]["choices"][0]["delta"] == {}
 
 
-@pytest.mark.parametrize("switch", [
-    {"chat_template_kwargs": {"enable_thinking": False}},
-    {"thinking": {"type": "disabled"}},
-    {"reasoning_effort": "none"},
-])
 @pytest.mark.parametrize("skip, reasoning, content, city", [
     (None, "Mask  seen.", "Marker here.", "Oslo"),  # default: skip_special_tokens=true, as vLLM
     (False, "Mask [gMASK] seen.", "Marker<sop> here.", "Oslo[gMASK]"),
@@ -176,6 +171,11 @@ def test_skip_special_tokens_drops_special_tokens_but_never_the_parser_tags(
     assert json.loads(arguments) == {"city": city}
 
 
+@pytest.mark.parametrize("switch", [
+    {"chat_template_kwargs": {"enable_thinking": False}},
+    {"thinking": {"type": "disabled"}},
+    {"reasoning_effort": "none"},
+])
 def test_thinking_off(client: openai.OpenAI, prompt_log: Path, switch: dict[str, Any]) -> None:
     out = client.chat.completions.create(model="tiny", messages=ADD, extra_body=switch)
     assert last_prompt(prompt_log).endswith("<|assistant|>\n<think></think>")
