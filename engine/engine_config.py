@@ -13,6 +13,7 @@ import torch
 
 from engine.config import ModelConfig
 from engine.parallel.layout import ParallelLayout
+from kernels.attention.selector import ATTENTION_BACKENDS, resolve_attention_backend
 
 
 def _need(cond: bool, message: str) -> None:
@@ -127,9 +128,18 @@ class EngineConfig:
     seed: int = 0  # seeds the sampler's shared generator (requests without their own seed)
     speculative: SpeculativeConfig = SpeculativeConfig()  # MTP drafts (off by default)
     parallel: ParallelConfig = ParallelConfig()  # tensor / expert parallelism (one rank by default)
+    # "auto": FlashInfer on CUDA when it imports and the cache is fp16/bf16, else torch; or force "torch" /
+    # "flashinfer" (kernels/attention/selector.py). The chosen backend lives on the ModelRunner, not here.
+    attention_backend: str = "auto"
+    enforce_eager: bool = False  # CUDA: never capture or replay CUDA graphs (engine/cuda_graph_runner.py)
 
     def __post_init__(self) -> None:
         self.parallel.layout(0).check(self.model_config)  # every split must divide
+        _need(isinstance(self.attention_backend, str) and self.attention_backend.lower() in ATTENTION_BACKENDS,
+              f"attention_backend must be one of {ATTENTION_BACKENDS}, got {self.attention_backend!r}")
+        if self.attention_backend.lower() != "auto":  # a forced backend that cannot run fails now, naming why
+            resolve_attention_backend(self.attention_backend, self.device, self.dtype)
+        _need(isinstance(self.enforce_eager, bool), f"enforce_eager must be a bool, got {self.enforce_eager!r}")
         _need(isinstance(self.seed, int) and not isinstance(self.seed, bool), f"seed must be an int, got {self.seed!r}")
         _need(not self.speculative.is_enabled or self.model_config.has_mtp,
               f"num_speculative_tokens={self.speculative.num_speculative_tokens}: the checkpoint has no MTP layer "

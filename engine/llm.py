@@ -75,6 +75,8 @@ class LLM:
         tensor_parallel_size: int = 1,
         enable_expert_parallel: bool = False,
         seed: int = 0,
+        attention_backend: str = "auto",
+        enforce_eager: bool = False,
         tokenizer: str | Path | None = None,
         skip_tokenizer_init: bool = False,
     ) -> None:
@@ -104,6 +106,8 @@ class LLM:
                                           disable_by_batch_size=speculative_disable_by_batch_size),
             parallel=ParallelConfig(tensor_parallel_size=tensor_parallel_size,
                                     enable_expert_parallel=enable_expert_parallel),
+            attention_backend=attention_backend,
+            enforce_eager=enforce_eager,
         )
         self.tokenizer = None if skip_tokenizer_init else load_tokenizer(Path(tokenizer) if tokenizer else model_dir)
         # The tokenizer's stop ids complete generation_config's EOS list (GLM's <|user|>, <|observation|>).

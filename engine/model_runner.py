@@ -1,8 +1,14 @@
 """ModelRunner: turns a SchedulerOutput into one forward pass and one sampled token per finishing request.
 
 Per step: flatten the scheduled requests into rows (numpy, no per-token Python), build `AttentionMetadata`
-(positions, slot_mapping, block tables), plan the attention backend, run the model, compute logits only for the
-rows that sample, sample, and hand back a `PendingRunnerOutput` whose `result()` reads the tokens to the host.
+(positions, slot_mapping, block tables), run the model through `StepForward` (engine/cuda_graph_runner.py: a CUDA
+graph replay for decode steps that fit a captured size, else plan the attention backend and run eagerly), compute
+logits only for the rows that sample, sample, and hand back a `PendingRunnerOutput` whose `result()` reads the
+tokens to the host.
+
+The attention backend comes from `kernels/attention/selector.py` (`attention_backend`: FlashInfer on CUDA when it
+imports, torch elsewhere); CUDA graphs are captured once, right after the KV cache is allocated, unless
+`enforce_eager`, tensor parallelism, speculative decoding or a backend without a graph-safe plan rules them out.
 
 Device-side state kept between steps:
 - the KV cache (one tensor per KV layer; the MTP layer has its own, index num_hidden_layers, same block tables);
@@ -30,13 +36,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from engine.cuda_graph_runner import StepForward, build_step_forward
 from engine.engine_config import EngineConfig
 from engine.mtp_proposer import DraftExtendBatch, MTPProposer
 from engine.outputs import ModelRunnerOutput, SampledLogprobs, ScheduledRequest, SchedulerOutput
 from engine.rejection_sampler import RejectionSampler
 from engine.sampler import Sampler, SamplerOutput, SamplingBatch, SamplingRequestState, SamplingRow, compute_logprobs
 from kernels.attention.base import AttentionBackend, AttentionMetadata
-from kernels.attention.torch_paged import TorchPagedAttention, allocate_kv_caches, kv_cache_bytes_per_block
+from kernels.attention.flashinfer_paged import DEFAULT_WORKSPACE_BYTES as FLASHINFER_WORKSPACE_BYTES
+from kernels.attention.selector import get_attention_backend
+from kernels.attention.torch_paged import allocate_kv_caches, kv_cache_bytes_per_block
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +128,7 @@ class ModelRunner:
         self.sampler = Sampler(seed=config.seed)
         self.kv_caches: list[torch.Tensor] = []
         self.attn: AttentionBackend | None = None
+        self.step_forward: StepForward | None = None  # the model's forward per step (graphs or eager)
         self._states: dict[str, SamplingRequestState] = {}  # request id -> sampling state (output list inside)
         self._prev_tokens: torch.Tensor | None = None  # [S] int64 device: the previous step's sampled tokens
         self._prev_rows: dict[str, int] = {}  # request id -> row of _prev_tokens
@@ -157,22 +167,27 @@ class ModelRunner:
         return int(num_blocks)
 
     def _activation_reserve_bytes(self) -> int:
-        """Rough peak of one step's activations: hidden-sized buffers per batched token, fp32 logits per sequence."""
+        """Rough peak of one step's activations (hidden-sized buffers per batched token, fp32 logits per sequence),
+        plus FlashInfer's workspace, allocated after the KV cache; the 512 MiB slack also covers the CUDA graphs."""
         mc, sched = self.model_config, self.config.scheduler
         element = torch.empty((), dtype=self.config.dtype).element_size()
         hidden = sched.max_num_batched_tokens * (mc.hidden_size * 16 + self.num_heads * mc.head_dim * 4)
-        return hidden * element + sched.max_num_seqs * mc.vocab_size * 4 * 6 + (512 << 20)
+        logits = sched.max_num_seqs * mc.vocab_size * 4 * 6
+        return hidden * element + logits + FLASHINFER_WORKSPACE_BYTES + (512 << 20)
 
     def initialize_kv_cache(self, num_blocks: int | None = None) -> int:
-        """Allocate the per-layer KV tensors and the attention backend over them; returns the number of blocks.
-        NOTE: with tensor parallelism every rank must call it (the block count is the minimum over ranks)."""
+        """Allocate the per-layer KV tensors, the attention backend over them and (CUDA) the decode graphs; returns
+        the number of blocks. NOTE: with tensor parallelism every rank must call it (the block count is the minimum
+        over ranks)."""
         mc = self.model_config
         num_blocks = self.tp.min_over_ranks(self.determine_num_blocks()) if num_blocks is None else num_blocks
         self.kv_caches = allocate_kv_caches(self.num_kv_layers, num_blocks, self.block_size, self.num_kv_heads,
                                             mc.head_dim, self.config.dtype, self.device)
-        self.attn = TorchPagedAttention(self.num_heads, self.num_kv_heads, mc.head_dim,
-                                        mc.head_dim**-0.5, self.kv_caches)
-        logger.info("KV cache: %d blocks of %d tokens, %d layers", num_blocks, self.block_size, self.num_kv_layers)
+        self.attn = get_attention_backend(self.device, self.num_heads, self.num_kv_heads, mc.head_dim,
+                                          mc.head_dim**-0.5, self.kv_caches, self.config.attention_backend)
+        logger.info("KV cache: %d blocks of %d tokens, %d layers; attention: %s", num_blocks, self.block_size,
+                    self.num_kv_layers, type(self.attn).__name__)
+        self.step_forward = build_step_forward(self.model, self.attn, self.config, self.tp.world_size)
         return num_blocks
 
     # ---- one step -------------------------------------------------------------------------------------------
@@ -185,7 +200,7 @@ class ModelRunner:
             self.proposer.forget(scheduler_output.finished_req_ids)
         if scheduler_output.is_empty:
             return PendingRunnerOutput(self, (), None)
-        assert self.attn is not None, "initialize_kv_cache() must run first"
+        assert self.step_forward is not None, "initialize_kv_cache() must run first"
         inputs = self.prepare_inputs(scheduler_output)
         input_ids = inputs.input_ids
         if inputs.fill_dst is not None:
@@ -193,8 +208,9 @@ class ModelRunner:
                 assert self._prev_tokens is not None
                 input_ids[inputs.fill_dst] = self._prev_tokens[inputs.fill_src]
             self.tp.broadcast(input_ids)  # only rank 0 sampled the in-flight tokens
-        self.attn.plan(inputs.metadata)
-        hidden = self.model(input_ids, inputs.positions, self.attn)  # [T, H]
+        # NOTE: after a graph replay `hidden` is a view into graph memory, overwritten by the next replay: it is
+        # only read within this step (the logits gather below is queued before any later replay).
+        hidden = self.step_forward(input_ids, inputs.positions, inputs.metadata)  # [T, H]
         if self.proposer is not None:
             return FinishedRunnerOutput(self._verify_and_propose(scheduler_output, inputs, hidden))
         sampler_output = None

@@ -99,6 +99,12 @@ def grouped_experts(
     return torch.zeros_like(x).index_add_(0, token_of, (y * weights).to(x.dtype))
 
 
+def is_graph_capturable(device: torch.device, dtype: torch.dtype) -> bool:
+    """True when `fused_experts` on this device and activation dtype never synchronises with the host (it takes
+    `grouped_experts`), so a forward through it can be captured in a CUDA graph. Keep in step with fused_experts."""
+    return device.type == "cuda" and dtype == torch.bfloat16
+
+
 def fused_experts(
     x: torch.Tensor,  # [T, H]
     w13: torch.Tensor,  # [E, 2I, H]
@@ -107,7 +113,7 @@ def fused_experts(
     topk_weights: torch.Tensor,  # [T, k] float32
     has_foreign: bool = False,  # expert parallelism: topk_ids may hold E (an expert on another rank)
 ) -> torch.Tensor:  # [T, H], dtype of x
-    if x.is_cuda and x.dtype == torch.bfloat16:
+    if is_graph_capturable(x.device, x.dtype):
         return grouped_experts(x, w13, w2, topk_ids, topk_weights, has_foreign)
     is_cpu_inference = x.device.type == "cpu" and not torch.is_grad_enabled()
     if is_cpu_inference and topk_ids.numel() <= _CPU_HOST_ROUTED_MAX_ASSIGNMENTS:

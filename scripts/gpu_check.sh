@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One-shot GPU check for a bare CUDA machine: environment report, tests/gpu, then scripts/gpu_bench.py.
+# One-shot GPU check for a bare CUDA machine: environment report, tests/gpu (FlashInfer vs the torch oracle, CUDA
+# graphs, and the whole engine on CUDA: tests/gpu/test_engine_on_cuda.py), then scripts/gpu_bench.py.
 #
 # Uses whatever python/torch/flashinfer are there (PYTHON=... to choose; default: .venv/bin/python when it sees
 # CUDA, else python3). Missing packages (flashinfer-python and its dependencies) can be carried as wheels in

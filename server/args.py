@@ -37,6 +37,9 @@ class ServerArgs:
     tensor_parallel_size: int = 1  # ranks (processes, one GPU each) the model is split across
     enable_expert_parallel: bool = False  # routed experts placed whole across the ranks instead of sliced
     seed: int = 0  # the engine's generator seed for requests without their own seed
+    attention_backend: str = "auto"  # "auto" (FlashInfer on CUDA when it imports, else torch), "torch", "flashinfer"
+    enforce_eager: bool = False  # CUDA: no CUDA graphs for decode
+    async_scheduling: bool | None = None  # overlap scheduling; None: the engine's default (on for CUDA, off on CPU)
     max_queued_requests: int = 1024  # waiting + running requests (each of n counts); beyond: 503
     cors_origins: tuple[str, ...] = ()  # allowed CORS origins; empty: no CORS middleware
     log_level: str = "info"
@@ -67,6 +70,9 @@ class ServerArgs:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if self.num_speculative_tokens < 0:
             raise ValueError(f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}")
+        if self.attention_backend not in ("auto", "torch", "flashinfer"):
+            raise ValueError(f"attention_backend must be 'auto', 'torch' or 'flashinfer', got "
+                             f"{self.attention_backend!r}")
         if self.tool_call_streaming not in ("exact", "incremental"):
             raise ValueError(f"tool_call_streaming must be 'exact' or 'incremental', got {self.tool_call_streaming!r}")
         if self.reasoning_field not in ("reasoning_content", "reasoning"):

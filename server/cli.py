@@ -66,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-expert-parallel", action="store_true",
                    help="place routed experts whole across the tensor-parallel ranks instead of slicing them")
     p.add_argument("--seed", type=int, default=0, help="engine seed for requests without their own")
+    p.add_argument("--attention-backend", choices=["auto", "torch", "flashinfer"], default="auto",
+                   help="auto: FlashInfer on CUDA when it imports (fp16/bf16), else the PyTorch paged backend")
+    p.add_argument("--enforce-eager", action="store_true", help="CUDA: run decode eagerly, without CUDA graphs")
+    p.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None,
+                   help="overlap scheduling of step N+1 with step N on the device (default: on for CUDA, off on CPU)")
     p.add_argument("--max-queued-requests", "--max-num-queued-reqs", type=_positive_int, default=1024,
                    help="waiting + running sequences before 503 server_overloaded")
     p.add_argument("--cors-origins", nargs="*", default=[], help="allowed CORS origins ('*' for any)")
@@ -118,7 +123,9 @@ def args_from_namespace(ns: argparse.Namespace) -> ServerArgs:
         enable_prefix_caching=ns.enable_prefix_caching, num_speculative_tokens=ns.num_speculative_tokens,
         speculative_disable_by_batch_size=ns.speculative_disable_by_batch_size,
         tensor_parallel_size=ns.tensor_parallel_size, enable_expert_parallel=ns.enable_expert_parallel,
-        seed=ns.seed, max_queued_requests=ns.max_queued_requests, cors_origins=tuple(ns.cors_origins),
+        seed=ns.seed, attention_backend=ns.attention_backend, enforce_eager=ns.enforce_eager,
+        async_scheduling=ns.async_scheduling, max_queued_requests=ns.max_queued_requests,
+        cors_origins=tuple(ns.cors_origins),
         log_level=ns.log_level, tool_call_streaming=ns.tool_call_streaming, reasoning_field=ns.reasoning_field,
         default_chat_template_kwargs=ns.default_chat_template_kwargs,
         allow_custom_chat_template=ns.allow_custom_chat_template, shutdown_timeout=ns.shutdown_timeout,

@@ -49,11 +49,12 @@ def build_engine_config(args: ServerArgs, model_config: ModelConfig) -> EngineCo
         dtype = default_dtype(model_config, device)
     else:
         dtype = resolve_dtype(args.dtype)
+    async_scheduling = default_async_scheduling(device) if args.async_scheduling is None else args.async_scheduling
     scheduler = SchedulerConfig(
         max_model_len=resolve_max_model_len(model_config, args.max_model_len),
         max_num_seqs=args.max_num_seqs,
         max_num_batched_tokens=args.max_num_batched_tokens,
-        async_scheduling=default_async_scheduling(device),
+        async_scheduling=async_scheduling,
     )
     cache = CacheConfig(kv_cache_memory=args.kv_cache_memory, enable_prefix_caching=args.enable_prefix_caching)
     speculative = SpeculativeConfig(num_speculative_tokens=args.num_speculative_tokens)
@@ -62,7 +63,8 @@ def build_engine_config(args: ServerArgs, model_config: ModelConfig) -> EngineCo
     parallel = ParallelConfig(tensor_parallel_size=args.tensor_parallel_size,
                               enable_expert_parallel=args.enable_expert_parallel)
     return EngineConfig(model=args.model, model_config=model_config, dtype=dtype, device=device, cache=cache,
-                        scheduler=scheduler, seed=args.seed, speculative=speculative, parallel=parallel)
+                        scheduler=scheduler, seed=args.seed, speculative=speculative, parallel=parallel,
+                        attention_backend=args.attention_backend, enforce_eager=args.enforce_eager)
 
 
 def core_factory(args: ServerArgs, config: EngineConfig) -> Callable[[], EngineCoreLike]:

@@ -58,6 +58,32 @@ def test_cli_flags_map_onto_server_args(tmp_path) -> None:
         (tmp_path.name,)
 
 
+def test_engine_flags_reach_the_engine_config(tmp_path) -> None:
+    from engine.config import ModelConfig
+    from model_factory import TINY_CONFIG
+    from server.engine_builder import build_engine_config
+
+    model_config = ModelConfig.from_dict({**TINY_CONFIG, "architectures": ["Glm4MoeForCausalLM"]})
+
+    def config(*flags: str):
+        args = args_from_namespace(build_parser().parse_args(["--model", str(tmp_path), "--device", "cpu", *flags]))
+        return args, build_engine_config(args, model_config)
+
+    args, default = config()
+    assert (args.attention_backend, args.enforce_eager, args.async_scheduling) == ("auto", False, None)
+    assert (default.attention_backend, default.enforce_eager) == ("auto", False)
+    assert not default.scheduler.async_scheduling  # the CPU default
+    args, chosen = config("--attention-backend", "torch", "--enforce-eager", "--async-scheduling")
+    assert (chosen.attention_backend, chosen.enforce_eager, chosen.scheduler.async_scheduling) == ("torch", True, True)
+    assert not config("--no-async-scheduling")[1].scheduler.async_scheduling
+    with pytest.raises(ValueError, match="attention_backend='flashinfer' needs a CUDA device"):
+        config("--attention-backend", "flashinfer")
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--attention-backend", "flash"])
+    with pytest.raises(ValueError, match="attention_backend"):
+        ServerArgs(model="/m", served_model_names=("m",), attention_backend="flash")
+
+
 def test_missing_model_is_a_clear_error_or_the_embedded_default() -> None:
     try:
         path = resolve_model(None)
