@@ -53,15 +53,22 @@ def sample(metrics: ServerMetrics, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def test_engine_counters_reach_the_spec_decode_metrics():
-    k = 3
-    cores: list[EngineCore] = []
+def spec_core_factory(cores: list[EngineCore], k: int):
+    """An AsyncEngine core factory: a speculative EngineCore on FakeSpecRunner, kept in `cores` for inspection."""
 
     def factory() -> EngineCore:
         kv = KVCacheManager(200, 4)
         scheduler = Scheduler(SchedulerConfig(max_model_len=128), kv, num_speculative_tokens=k)
         cores.append(EngineCore(scheduler, FakeSpecRunner(200, 4, k), VOCAB))
         return cores[-1]
+
+    return factory
+
+
+def test_engine_counters_reach_the_spec_decode_metrics():
+    k = 3
+    cores: list[EngineCore] = []
+    factory = spec_core_factory(cores, k)
 
     async def main() -> None:
         metrics = ServerMetrics("m", 128)
@@ -103,12 +110,7 @@ class _IdText:
 def test_the_request_log_line_carries_its_own_drafted_and_accepted_counts(tmp_path, flag):
     k = 3
     cores: list[EngineCore] = []
-
-    def factory() -> EngineCore:
-        kv = KVCacheManager(200, 4)
-        scheduler = Scheduler(SchedulerConfig(max_model_len=128), kv, num_speculative_tokens=k)
-        cores.append(EngineCore(scheduler, FakeSpecRunner(200, 4, k), VOCAB))
-        return cores[-1]
+    factory = spec_core_factory(cores, k)
 
     async def main() -> list[RequestRecord]:
         metrics = ServerMetrics("m", 128)
