@@ -45,14 +45,17 @@ def run_static_batches(model, prompts: list[list[int]], output_lens: list[int],
     return time.perf_counter() - start, results
 
 
-def run_continuous_batching(model, prompts: list[list[int]], output_lens: list[int],
-                            max_batch_tokens: int) -> tuple[float, list[list[int]]]:
+def run_continuous_batching(model, prompts: list[list[int]], output_lens: list[int], max_batch_tokens: int,
+                            max_cache_tokens: int = 65536) -> tuple[float, list[list[int]]]:
     """transformers' continuous batching (the manager behind `generate_batch`), one request per prompt.
 
     NOTE: `generate_batch` takes one max_new_tokens for all prompts; its manager's `add_request` takes one per
     request, so this drives the manager directly (as `generate_batch` does) to give each prompt its own length.
-    NOTE: the KV cache is sized to hold every request at once (num_blocks): left to size itself on a CPU, it
-    takes a fraction of the machine's memory, and its attention masks grow with it (40 s to build on 2 cores).
+    NOTE: the KV cache is sized to hold every request at once (num_blocks), up to `max_cache_tokens`: left to
+    size itself on a CPU, it takes a fraction of the machine's memory, and its attention masks grow with it (40 s
+    to build on 2 cores). Its dense masks cost max_batch_tokens x cache tokens x 4 bytes, so a cache for 256
+    prompts of up to 1,280 tokens (8 GB of masks) is refused by transformers' own memory check; past the cap,
+    requests wait for blocks, as in any paged engine.
     """
     from transformers import ContinuousBatchingConfig, GenerationConfig
     from transformers.generation.continuous_batching.utils import WorkloadHints
@@ -60,6 +63,7 @@ def run_continuous_batching(model, prompts: list[list[int]], output_lens: list[i
     config = GenerationConfig(do_sample=False, max_new_tokens=max(output_lens), eos_token_id=-1)
     page = ContinuousBatchingConfig().page_size
     num_blocks = sum(-(-(len(p) + n) // page) for p, n in zip(prompts, output_lens)) + 1  # + 1: the warm-up
+    num_blocks = min(num_blocks, max_cache_tokens // page)
     cb_config = ContinuousBatchingConfig(max_batch_tokens=max_batch_tokens, num_blocks=num_blocks)
     hints = WorkloadHints(max_prompt_length=max(map(len, prompts)), max_generated_length=max(output_lens),
                           num_requests=len(prompts))
