@@ -173,11 +173,15 @@ def test_chat_reads_the_embedded_model_corpus_format(tmp_path, counter):
     convs = conversations.generate(seed=5, count=12)
     corpus.write_jsonl(convs, path)
     samples = get_samples(DatasetConfig(dataset_name="chat", dataset_path=path, num_prompts=12, seed=1), counter)
-    by_history = {json.dumps(s.messages): s for s in samples}
-    assert len(by_history) == 12
+    # The prompt is the history right before the evaluated assistant turn, in wire form, with its thinking switch
+    # (two conversations may share a history and differ only in the switch).
+    def key(messages, thinking: bool) -> str:
+        return json.dumps([messages, thinking])
+
+    by_key = {key(s.messages, s.extra_body["chat_template_kwargs"]["enable_thinking"]): s for s in samples}
+    assert len(samples) == len(by_key) == 12
     for conv in convs:
-        # The prompt is the history right before the evaluated assistant turn, in wire form.
-        sample = by_history[json.dumps(to_wire_messages(conv.messages[: conv.target_index]))]
+        sample = by_key[key(to_wire_messages(conv.messages[: conv.target_index]), conv.enable_thinking)]
         assert sample.extra_body == {"chat_template_kwargs": {"enable_thinking": conv.enable_thinking}}
         assert sample.tools == (tuple(conv.tools) or None)
         assert sample.expected_output_len >= 1
