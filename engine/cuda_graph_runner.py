@@ -147,10 +147,9 @@ class CudaGraphRunner:
     @torch.inference_mode()
     def run(self, input_ids: torch.Tensor, positions: torch.Tensor, metadata: AttentionMetadata) -> torch.Tensor:
         """input_ids, positions [B] -> hidden [B, H] (a view into graph memory: valid until the next run)."""
-        if not self.can_run(metadata):
+        batch_size = graph_batch_size(self.capture_sizes, self.max_model_len, metadata) if self.is_captured else None
+        if batch_size is None:
             raise ValueError("metadata: not a decode step this runner can replay (check can_run() first)")
-        batch_size = graph_batch_size(self.capture_sizes, self.max_model_len, metadata)
-        assert batch_size is not None
         return self.replay(batch_size, input_ids, positions, metadata)
 
     @torch.inference_mode()

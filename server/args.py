@@ -13,6 +13,8 @@ from typing import Any
 
 API_KEY_ENV = "GLM_SERVE_API_KEY"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+# kernels/attention/selector.py's names, repeated here so that the CLI imports no torch (a test keeps them equal).
+ATTENTION_BACKENDS = ("auto", "flashinfer", "torch")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -70,9 +72,8 @@ class ServerArgs:
             raise ValueError(f"tensor_parallel_size must be >= 1, got {self.tensor_parallel_size}")
         if self.num_speculative_tokens < 0:
             raise ValueError(f"num_speculative_tokens must be >= 0, got {self.num_speculative_tokens}")
-        if self.attention_backend not in ("auto", "torch", "flashinfer"):
-            raise ValueError(f"attention_backend must be 'auto', 'torch' or 'flashinfer', got "
-                             f"{self.attention_backend!r}")
+        if self.attention_backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention_backend must be one of {ATTENTION_BACKENDS}, got {self.attention_backend!r}")
         if self.tool_call_streaming not in ("exact", "incremental"):
             raise ValueError(f"tool_call_streaming must be 'exact' or 'incremental', got {self.tool_call_streaming!r}")
         if self.reasoning_field not in ("reasoning_content", "reasoning"):

@@ -14,7 +14,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.args import API_KEY_ENV, DEFAULT_MAX_BODY_BYTES, ServerArgs, parse_api_keys, parse_size
+from server.args import (
+    API_KEY_ENV,
+    ATTENTION_BACKENDS,
+    DEFAULT_MAX_BODY_BYTES,
+    ServerArgs,
+    parse_api_keys,
+    parse_size,
+)
 
 logger = logging.getLogger("glm_serve")
 
@@ -66,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--enable-expert-parallel", action="store_true",
                    help="place routed experts whole across the tensor-parallel ranks instead of slicing them")
     p.add_argument("--seed", type=int, default=0, help="engine seed for requests without their own")
-    p.add_argument("--attention-backend", choices=["auto", "torch", "flashinfer"], default="auto",
+    p.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default="auto",
                    help="auto: FlashInfer on CUDA when it imports (fp16/bf16), else the PyTorch paged backend")
     p.add_argument("--enforce-eager", action="store_true", help="CUDA: run decode eagerly, without CUDA graphs")
     p.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None,

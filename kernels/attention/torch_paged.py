@@ -177,7 +177,7 @@ class TorchPagedAttention(AttentionBackend):
         check_paged_metadata(metadata, self.block_size)
         super().plan(metadata)
         self._plan = _build_plan(metadata, self.kv_caches[0], self.group_size)
-        self._zero_weights = {}  # the all-pairs weight buffers of the previous step
+        self._zero_weights = {}  # all-pairs weight buffers live for one step (shapes follow the plan)
 
     def forward(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         plan = self._plan

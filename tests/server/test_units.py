@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
-from server.args import ServerArgs, parse_api_keys, parse_size
+from server.args import ATTENTION_BACKENDS, ServerArgs, parse_api_keys, parse_size
 from server.cli import args_from_namespace, build_parser, resolve_model
 from server.context import ServingContext
 from server.errors import APIError, from_pydantic
@@ -82,6 +82,9 @@ def test_engine_flags_reach_the_engine_config(tmp_path) -> None:
         build_parser().parse_args(["--attention-backend", "flash"])
     with pytest.raises(ValueError, match="attention_backend"):
         ServerArgs(model="/m", served_model_names=("m",), attention_backend="flash")
+    from kernels.attention import selector
+
+    assert ATTENTION_BACKENDS == selector.ATTENTION_BACKENDS  # the CLI's torch-free copy of the names
 
 
 def test_missing_model_is_a_clear_error_or_the_embedded_default() -> None:
