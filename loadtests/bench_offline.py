@@ -43,6 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-num-seqs", type=int, default=256)
     p.add_argument("--max-num-batched-tokens", type=int, default=8192)
     p.add_argument("--async-scheduling", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--attention-backend", default="auto", help="glm-serve's attention backend (auto, cpu, torch, ...)")
     p.add_argument("--skip-hf", action="store_true", help="only run glm-serve")
     p.add_argument("--skip-hf-static", action="store_true", help="skip transformers `generate` (static batches)")
     p.add_argument("--skip-hf-cb", action="store_true", help="skip transformers continuous batching")
@@ -85,7 +86,8 @@ def run_ours(model_dir: Path, prompts: list[list[int]], output_lens: list[int], 
     async_scheduling = {"auto": None, "on": True, "off": False}[args.async_scheduling]
     llm = LLM(model=model_dir, dtype=args.dtype, device=args.device, max_num_seqs=args.max_num_seqs,
               max_num_batched_tokens=args.max_num_batched_tokens, async_scheduling=async_scheduling,
-              max_model_len=args.max_input + args.max_output + 1, seed=args.seed)
+              max_model_len=args.max_input + args.max_output + 1, seed=args.seed,
+              attention_backend=args.attention_backend)
     params = [SamplingParams(temperature=0, max_tokens=n, ignore_eos=True) for n in output_lens]
     warmup = [{"prompt_token_ids": p[:32]} for p in prompts[:4]]
     llm.generate(warmup, SamplingParams(temperature=0, max_tokens=4), use_tqdm=False)

@@ -14,7 +14,7 @@ from typing import Any
 API_KEY_ENV = "GLM_SERVE_API_KEY"
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 # kernels/attention/selector.py's names, repeated here so that the CLI imports no torch (a test keeps them equal).
-ATTENTION_BACKENDS = ("auto", "flashinfer", "torch")
+ATTENTION_BACKENDS = ("auto", "flashinfer", "cpu", "torch")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
                "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 

@@ -1,5 +1,6 @@
-"""Picks the paged attention backend for a device: FlashInfer on CUDA when it imports and the cache is fp16/bf16,
-plain PyTorch otherwise. `name` forces one ("flashinfer" or "torch"); "auto" (or None) decides by device.
+"""Picks the paged attention backend for a device: FlashInfer on CUDA when it imports and the cache is fp16/bf16; on
+CPU the C++ decode kernel (kernels/attention/cpu_paged.py) when it builds here; plain PyTorch otherwise. `name`
+forces one ("flashinfer", "cpu" or "torch"); "auto" (or None) decides by device.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from kernels.attention.torch_paged import TorchPagedAttention
 
 logger = logging.getLogger(__name__)
 
-ATTENTION_BACKENDS = ("auto", "flashinfer", "torch")
+ATTENTION_BACKENDS = ("auto", "flashinfer", "cpu", "torch")
+_CPU_CACHE_DTYPES = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
 
 
 @functools.cache
@@ -33,13 +35,15 @@ def is_flashinfer_available() -> bool:
 
 
 def resolve_attention_backend(name: str | None, device: torch.device | str, dtype: torch.dtype) -> str:
-    """The concrete backend name ("flashinfer" or "torch") for this device and KV-cache dtype."""
+    """The concrete backend name ("flashinfer", "cpu" or "torch") for this device and KV-cache dtype."""
     name = "auto" if name is None else name.lower()
     if name not in ATTENTION_BACKENDS:
         raise ValueError(f"attention_backend={name!r}: choose one of {ATTENTION_BACKENDS}")
     device = torch.device(device)
     if name == "torch":
         return "torch"
+    if name == "cpu" or (name == "auto" and device.type == "cpu"):
+        return _resolve_cpu(name, device, dtype)
     usable = device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
     if name == "flashinfer":
         if device.type != "cuda":
@@ -55,6 +59,27 @@ def resolve_attention_backend(name: str | None, device: torch.device | str, dtyp
     if device.type == "cuda":
         logger.warning("attention: using the PyTorch paged backend on CUDA (%s)",
                        flashinfer_import_error() or f"KV cache dtype {dtype} is not float16/bfloat16")
+    return "torch"
+
+
+def _resolve_cpu(name: str, device: torch.device, dtype: torch.dtype) -> str:
+    from kernels.attention.cpu_paged import cpu_kernel_error
+
+    if name == "cpu":
+        if device.type != "cpu":
+            raise ValueError(f"attention_backend='cpu' needs the CPU device, got {device}")
+        if dtype not in _CPU_CACHE_DTYPES:
+            raise ValueError(f"attention_backend='cpu' needs a float32/bfloat16/float16/float64 KV cache, got {dtype}")
+        error = cpu_kernel_error()
+        if error is not None:
+            raise ValueError(f"attention_backend='cpu' but its C++ kernel does not build here: {error}")
+        return "cpu"
+    if dtype in _CPU_CACHE_DTYPES:
+        error = cpu_kernel_error()
+        if error is None:
+            return "cpu"
+        logger.warning("attention: the CPU paged-attention kernel does not build here (%s); using the PyTorch "
+                       "backend", error)
     return "torch"
 
 
@@ -79,4 +104,8 @@ def get_attention_backend(
         from kernels.attention.flashinfer_paged import FlashInferPagedAttention
 
         return FlashInferPagedAttention(num_heads, num_kv_heads, head_dim, scale, kv_caches)
+    if chosen == "cpu":
+        from kernels.attention.cpu_paged import CpuPagedAttention
+
+        return CpuPagedAttention(num_heads, num_kv_heads, head_dim, scale, kv_caches)
     return TorchPagedAttention(num_heads, num_kv_heads, head_dim, scale, kv_caches)

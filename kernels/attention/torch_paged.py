@@ -20,6 +20,7 @@ layer then does one `index_copy_` per K/V write, one `index_select` per gather a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -158,7 +159,8 @@ class _PaddedGroup:
 @dataclass(frozen=True, slots=True)
 class _PagedPlan:
     k_write_rows: torch.Tensor  # [T] int64 K row of every new token in the flat cache
-    parts: tuple[_FreshPrefill | _PaddedGroup, ...]  # partition of the batch's sequences
+    # partition of the batch's sequences: _FreshPrefill, _PaddedGroup, or a subclass's own part (with dest_rows)
+    parts: tuple
     num_tokens: int  # T
 
 
@@ -176,8 +178,11 @@ class TorchPagedAttention(AttentionBackend):
     def plan(self, metadata: AttentionMetadata) -> None:
         check_paged_metadata(metadata, self.block_size)
         super().plan(metadata)
-        self._plan = _build_plan(metadata, self.kv_caches[0], self.group_size)
+        self._plan = self._make_plan(metadata)
         self._zero_weights = {}  # all-pairs weight buffers live for one step (shapes follow the plan)
+
+    def _make_plan(self, metadata: AttentionMetadata) -> _PagedPlan:
+        return _build_plan(metadata, self.kv_caches[0], self.group_size)
 
     def forward(self, layer_idx: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         plan = self._plan
@@ -265,7 +270,13 @@ class TorchPagedAttention(AttentionBackend):
         return torch.bmm(full.view(num_seqs, nkv * rows, seq_len * nkv), values).view(num_seqs, nkv, rows, d)
 
 
-def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size: int) -> _PagedPlan:
+# (metadata, folded sequences, row starts, a KV cache, group size, whether they are the whole batch) -> plan parts
+FoldedParts = Callable[[AttentionMetadata, list[int], list[int], torch.Tensor, int, bool], list]
+
+
+def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size: int,
+                folded_parts: FoldedParts | None = None) -> _PagedPlan:
+    """folded_parts: how the sequences with few query rows are attended (default: padded groups by length)."""
     block_size = kv_cache.shape[2]
     query_lens, seq_lens = metadata.query_lens_cpu, metadata.seq_lens_cpu
     starts = [0]
@@ -273,11 +284,10 @@ def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size:
         starts.append(starts[-1] + n)
     decode = [b for b, n in enumerate(query_lens) if n <= _MAX_FOLDED_QUERY_LEN]
     extend = [b for b, n in enumerate(query_lens) if n > _MAX_FOLDED_QUERY_LEN]
-    parts: list[_FreshPrefill | _PaddedGroup] = []
-    buckets = _bucket_decodes(decode, seq_lens, block_size)
-    whole_batch = len(buckets) == 1 and len(decode) == len(query_lens)
-    for seqs in buckets:
-        parts.append(_padded_group(metadata, seqs, starts, kv_cache, group_size, True, whole_batch))
+    parts: list = []
+    if decode:
+        parts += (folded_parts or _bucketed_groups)(metadata, decode, starts, kv_cache, group_size,
+                                                    len(decode) == len(query_lens))
     for seqs in _split_extends(extend, query_lens, seq_lens):
         b = seqs[0]
         if len(seqs) == 1 and query_lens[b] == seq_lens[b]:
@@ -287,6 +297,13 @@ def _build_plan(metadata: AttentionMetadata, kv_cache: torch.Tensor, group_size:
             parts.append(_padded_group(metadata, seqs, starts, kv_cache, group_size, False, is_whole_batch))
     k_write_rows = slots_to_k_rows(metadata.slot_mapping, block_size)
     return _PagedPlan(k_write_rows=k_write_rows, parts=tuple(parts), num_tokens=starts[-1])
+
+
+def _bucketed_groups(metadata: AttentionMetadata, decode: list[int], starts: list[int], kv_cache: torch.Tensor,
+                     group_size: int, is_all: bool) -> list[_PaddedGroup]:
+    buckets = _bucket_decodes(decode, metadata.seq_lens_cpu, kv_cache.shape[2])
+    whole_batch = len(buckets) == 1 and is_all
+    return [_padded_group(metadata, seqs, starts, kv_cache, group_size, True, whole_batch) for seqs in buckets]
 
 
 def _bucket_decodes(decode: list[int], seq_lens: tuple[int, ...], block_size: int) -> list[list[int]]:

@@ -74,6 +74,9 @@ CONFIGS = {
     "async": dict(async_scheduling=True, max_num_batched_tokens=512),
     "no_prefix_cache_no_chunking": dict(enable_prefix_caching=False, enable_chunked_prefill=False,
                                        max_num_batched_tokens=1040),
+    # The default on CPU is the C++ decode kernel ("cpu"); the plain-PyTorch backend must match as well.
+    "torch_attention_preempt": dict(attention_backend="torch", num_blocks_override=70, max_num_batched_tokens=96,
+                                    max_num_seqs=8),
 }
 
 
@@ -83,9 +86,11 @@ def test_greedy_batch_matches_transformers_alone(model_dir, greedy_case, name):
     llm = make_llm(model_dir, **CONFIGS[name])
     params = [SamplingParams(temperature=0, max_tokens=m) for m in max_tokens]
     assert generate_ids(llm, prompts, params) == expected
+    expected_backend = "TorchPagedAttention" if "attention_backend" in CONFIGS[name] else "CpuPagedAttention"
+    assert type(llm.engine.model_runner.attn).__name__ == expected_backend
     kv = llm.engine.scheduler.kv
     assert kv.num_free_blocks == kv.pool.num_blocks
-    if name == "tiny_pool_preempt_chunked":
+    if name in ("tiny_pool_preempt_chunked", "torch_attention_preempt"):
         assert llm.engine.scheduler.num_preemptions > 0
 
 

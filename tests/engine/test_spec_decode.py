@@ -109,6 +109,9 @@ CONFIGS = {
     "default": dict(),
     "tiny_pool_preempt_chunked": dict(max_model_len=320, num_blocks_override=20, max_num_batched_tokens=48,
                                       max_num_seqs=8),
+    # The reference runs the default CPU backend (the C++ decode kernel); the plain-PyTorch one must match it.
+    "torch_attention_preempt": dict(attention_backend="torch", max_model_len=320, num_blocks_override=20,
+                                    max_num_batched_tokens=48, max_num_seqs=8),
 }
 
 
@@ -125,8 +128,10 @@ def test_greedy_with_the_mtp_drafter_equals_no_speculation(model_dir, greedy_cas
     assert generate(llm, prompts, greedy(max_tokens)) == expected
     stats = llm.engine.scheduler.spec_decode_stats
     assert stats.num_draft_tokens > 0  # drafts were made and verified (a random MTP layer gets few accepted)
+    expected_backend = "TorchPagedAttention" if "attention_backend" in CONFIGS[name] else "CpuPagedAttention"
+    assert type(llm.engine.model_runner.attn).__name__ == expected_backend
     assert_all_blocks_free(llm)
-    if name == "tiny_pool_preempt_chunked":
+    if name != "default":
         assert llm.engine.scheduler.num_preemptions > 0
 
 

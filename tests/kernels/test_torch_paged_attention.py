@@ -1,4 +1,5 @@
-"""TorchPagedAttention against the dense per-sequence reference (`causal_attention`) on random paged batches."""
+"""The paged backends that run on CPU, against the dense per-sequence reference (`causal_attention`) on random paged
+batches: TorchPagedAttention (plain PyTorch) and CpuPagedAttention (its decode/verify rows in the C++ kernel)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 from paged_testing import cache_rows_at_slots, make_paged_batch
 
 from kernels.attention.base import AttentionMetadata
+from kernels.attention.cpu_paged import CpuPagedAttention
 from kernels.attention.dense import DenseAttention
 from kernels.attention.torch_paged import (
     TorchPagedAttention,
@@ -18,19 +20,20 @@ from kernels.attention.torch_paged import (
 )
 
 TOLERANCE = {torch.float32: dict(atol=2e-5, rtol=1e-5), torch.bfloat16: dict(atol=3e-2, rtol=3e-2)}
+BACKENDS = pytest.mark.parametrize("backend_cls", [TorchPagedAttention, CpuPagedAttention], ids=["torch", "cpu"])
 
 
-def run_backend(batch, layer: int = 0) -> torch.Tensor:
+def run_backend(batch, backend_cls=TorchPagedAttention, layer: int = 0) -> torch.Tensor:
     nh, d = batch.q.shape[1:]
     nkv = batch.k.shape[1]
-    backend = TorchPagedAttention(nh, nkv, d, batch.scale, batch.kv_caches)
+    backend = backend_cls(nh, nkv, d, batch.scale, batch.kv_caches)
     backend.plan(batch.metadata)
     return backend.forward(layer, batch.q, batch.k, batch.v)
 
 
-def check(lens, dtype=torch.float32, **kwargs) -> None:
+def check(lens, dtype=torch.float32, backend_cls=TorchPagedAttention, **kwargs) -> None:
     batch = make_paged_batch(lens, dtype=dtype, **kwargs)
-    out = run_backend(batch)
+    out = run_backend(batch, backend_cls)
     assert out.shape == batch.q.shape and out.dtype == dtype
     torch.testing.assert_close(out.float(), batch.expected(), **TOLERANCE[dtype])
     k, v = cache_rows_at_slots(batch.kv_caches[0], batch.metadata.slot_mapping)
@@ -52,24 +55,28 @@ MIXED = [(1, 9), (12, 30), (4, 11), (23, 23), (1, 2), (9, 9)]
     [DECODE, PREFILL, PREFILLS, CHUNKED, VERIFY, MIXED, [(1, 40)], [(40, 40), (1, 3)], [(8, 20), (9, 20)]],
     ids=["decode", "prefill", "prefills", "chunked", "verify", "mixed", "decode1", "prefill+decode", "q8q9"],
 )
-def test_matches_reference(lens, dtype) -> None:
-    check(lens, dtype)
+@BACKENDS
+def test_matches_reference(lens, dtype, backend_cls) -> None:
+    check(lens, dtype, backend_cls)
 
 
 # More than 4 KV heads: folded groups take the SDPA path instead of the all-pairs bmm.
 @pytest.mark.parametrize("num_heads,num_kv_heads", [(4, 4), (4, 2), (8, 2), (8, 1), (12, 1), (24, 2), (8, 8), (16, 8)])
-def test_gqa_ratios(num_heads, num_kv_heads) -> None:
-    check(MIXED, num_heads=num_heads, num_kv_heads=num_kv_heads)
+@BACKENDS
+def test_gqa_ratios(num_heads, num_kv_heads, backend_cls) -> None:
+    check(MIXED, backend_cls=backend_cls, num_heads=num_heads, num_kv_heads=num_kv_heads)
 
 
 @pytest.mark.parametrize("block_size", [1, 3, 16])
-def test_block_sizes(block_size) -> None:
-    check(MIXED, block_size=block_size)
+@BACKENDS
+def test_block_sizes(block_size, backend_cls) -> None:
+    check(MIXED, backend_cls=backend_cls, block_size=block_size)
 
 
-def test_extends_of_very_different_lengths_run_one_by_one_and_stay_exact() -> None:
+@BACKENDS
+def test_extends_of_very_different_lengths_run_one_by_one_and_stay_exact(backend_cls) -> None:
     # Padding a 2-row chunk to a 40-row chunk would waste more than half: the plan splits them.
-    check([(40, 60), (9, 9), (10, 70)])
+    check([(40, 60), (9, 9), (10, 70)], backend_cls=backend_cls)
 
 
 def test_decodes_of_very_different_lengths_run_in_length_buckets_and_stay_exact() -> None:
@@ -89,19 +96,21 @@ def test_decodes_of_very_different_lengths_run_in_length_buckets_and_stay_exact(
                                **TOLERANCE[torch.float32])
 
 
-def test_plan_is_reused_by_every_layer() -> None:
+@BACKENDS
+def test_plan_is_reused_by_every_layer(backend_cls) -> None:
     batch = make_paged_batch(MIXED, num_layers=3, seed=3)
-    backend = TorchPagedAttention(4, 2, 16, batch.scale, batch.kv_caches)
+    backend = backend_cls(4, 2, 16, batch.scale, batch.kv_caches)
     backend.plan(batch.metadata)
     for layer in (2, 0, 1):
         torch.testing.assert_close(backend.forward(layer, batch.q, batch.k, batch.v), batch.expected(layer),
                                    **TOLERANCE[torch.float32])
 
 
-def test_writes_only_the_new_slots() -> None:
+@BACKENDS
+def test_writes_only_the_new_slots(backend_cls) -> None:
     batch = make_paged_batch(MIXED, seed=5)
     before = batch.kv_caches[0].clone()
-    run_backend(batch)
+    run_backend(batch, backend_cls)
     after = batch.kv_caches[0]
     changed = (before != after).flatten(3).any(-1)  # [num_blocks, 2, block_size]
     block_size = after.shape[2]
@@ -111,14 +120,15 @@ def test_writes_only_the_new_slots() -> None:
     assert not (changed & ~allowed).any()
 
 
-def test_decode_steps_continue_a_prefill() -> None:
+@BACKENDS
+def test_decode_steps_continue_a_prefill(backend_cls) -> None:
     """Prefill through the cache, then decode token by token: each step equals attention over the whole history."""
     torch.manual_seed(0)
     nh, nkv, d, block_size, length = 4, 2, 8, 4, 11
     caches = allocate_kv_caches(1, 8, block_size, nkv, d, torch.float32, "cpu")
     table = torch.tensor([[5, 0, 7, 2]], dtype=torch.int32)
     q, k, v = torch.randn(length, nh, d), torch.randn(length, nkv, d), torch.randn(length, nkv, d)
-    backend = TorchPagedAttention(nh, nkv, d, d**-0.5, caches)
+    backend = backend_cls(nh, nkv, d, d**-0.5, caches)
     dense = DenseAttention(nh, nkv, d, d**-0.5)
     dense.plan(AttentionMetadata.for_prefill([length]))
     expected = dense.forward(0, q, k, v)
@@ -152,8 +162,10 @@ def backend_step(backend, table, q, k, v, start: int, end: int) -> torch.Tensor:
     block_size=st.sampled_from([1, 2, 5]),
     seed=st.integers(0, 2**16),
 )
-def test_any_batch_matches_reference(lens, group, block_size, seed) -> None:
-    check(lens, num_heads=2 * group, num_kv_heads=2, head_dim=8, block_size=block_size, seed=seed)
+@BACKENDS
+def test_any_batch_matches_reference(lens, group, block_size, seed, backend_cls) -> None:
+    check(lens, backend_cls=backend_cls, num_heads=2 * group, num_kv_heads=2, head_dim=8, block_size=block_size,
+          seed=seed)
 
 
 def test_kv_cache_allocation_and_size() -> None:
@@ -185,22 +197,24 @@ def replace(metadata: AttentionMetadata, **changes) -> AttentionMetadata:
         (dict(block_tables=torch.zeros(1, 4, dtype=torch.int32)), "block_tables"),
     ],
 )
-def test_bad_metadata_names_the_field(changes, field) -> None:
+@BACKENDS
+def test_bad_metadata_names_the_field(changes, field, backend_cls) -> None:
     batch = make_paged_batch([(1, 5), (3, 9)])
-    backend = TorchPagedAttention(4, 2, 16, batch.scale, batch.kv_caches)
+    backend = backend_cls(4, 2, 16, batch.scale, batch.kv_caches)
     with pytest.raises(ValueError, match=field):
         backend.plan(replace(batch.metadata, **changes))
 
 
-def test_misuse_raises() -> None:
+@BACKENDS
+def test_misuse_raises(backend_cls) -> None:
     batch = make_paged_batch([(1, 5), (3, 9)])
-    backend = TorchPagedAttention(4, 2, 16, batch.scale, batch.kv_caches)
+    backend = backend_cls(4, 2, 16, batch.scale, batch.kv_caches)
     with pytest.raises(RuntimeError, match="plan"):
         backend.forward(0, batch.q, batch.k, batch.v)
     backend.plan(batch.metadata)
     with pytest.raises(ValueError, match="rows"):
         backend.forward(0, batch.q[:2], batch.k[:2], batch.v[:2])
     with pytest.raises(ValueError, match=r"kv_caches\[1\]"):
-        TorchPagedAttention(4, 2, 16, 0.25, [batch.kv_caches[0], torch.zeros(3, 2, 4, 2, 8)])
+        backend_cls(4, 2, 16, 0.25, [batch.kv_caches[0], torch.zeros(3, 2, 4, 2, 8)])
     with pytest.raises(ValueError, match="kv_caches"):
-        TorchPagedAttention(4, 2, 16, 0.25, [])
+        backend_cls(4, 2, 16, 0.25, [])
