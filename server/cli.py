@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="place routed experts whole across the tensor-parallel ranks instead of slicing them")
     p.add_argument("--seed", type=int, default=0, help="engine seed for requests without their own")
     p.add_argument("--attention-backend", choices=ATTENTION_BACKENDS, default="auto",
-                   help="auto: FlashInfer on CUDA when it imports (fp16/bf16), else the PyTorch paged backend")
+                   help="auto: FlashInfer on CUDA when it imports (fp16/bf16), the C++ kernel on CPU when it builds, "
+                        "else the PyTorch paged backend")
     p.add_argument("--enforce-eager", action="store_true", help="CUDA: run decode eagerly, without CUDA graphs")
     p.add_argument("--async-scheduling", action=argparse.BooleanOptionalAction, default=None,
                    help="overlap scheduling of step N+1 with step N on the device (default: on for CUDA, off on CPU)")
