@@ -65,7 +65,10 @@ def cpu_kernel_error() -> str | None:
     try:
         load_cpu_kernel()
     except Exception as exc:  # noqa: BLE001 - no compiler, no ninja, a read-only cache: all mean "not usable"
-        return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+        # NOTE: torch's message holds the whole build log; keep its first words and the compiler's complaints.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+        said = [line for line in lines[1:] if "not found" in line or "error" in line.lower()]
+        return f"{type(exc).__name__}: {' | '.join([lines[0].split(':')[0], *said[:3]])}"
     return None
 
 

@@ -119,3 +119,18 @@ def test_a_float64_cache_is_attended_in_float64() -> None:
         start += n
     assert ours.dtype == torch.float64
     torch.testing.assert_close(ours, torch.cat(expected), atol=1e-12, rtol=1e-12)
+
+
+def test_a_failed_build_is_reported_in_one_line_naming_what_the_compiler_said(monkeypatch) -> None:
+    from kernels.attention import cpu_paged
+
+    log = ("Error building extension 'glm_serve_x': [1/2] c++ -MMD -O3 -c paged_attention_cpu.cpp\n"
+           "FAILED: paged_attention_cpu.o\nc++ -MMD -O3 -c paged_attention_cpu.cpp\n/bin/sh: 1: c++: not found\n"
+           "ninja: build stopped: subcommand failed.")
+
+    def fail():
+        raise RuntimeError(log)
+
+    monkeypatch.setattr(cpu_paged, "load_cpu_kernel", fail)
+    assert cpu_paged.cpu_kernel_error.__wrapped__() == (
+        "RuntimeError: Error building extension 'glm_serve_x' | /bin/sh: 1: c++: not found")
