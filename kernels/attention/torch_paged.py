@@ -258,7 +258,9 @@ class TorchPagedAttention(AttentionBackend):
         scores = torch.bmm(qf.reshape(num_seqs, nkv * rows, d), keys.transpose(1, 2))  # [G, nkv*M, S*nkv]
         # Query head group h keeps its scores against KV head h: the diagonal of the two KV-head axes.
         own = torch.diagonal(scores.view(num_seqs, nkv, rows, seq_len, nkv), dim1=1, dim2=4)  # [G, M, S, nkv]
-        probs = torch.softmax(torch.add(bias, own.permute(0, 3, 1, 2), alpha=self.scale), -1, dtype=torch.float32)
+        # Softmax in at least float32 (bf16/fp16 inputs are upcast; a float64 model stays in float64).
+        probs = torch.softmax(torch.add(bias, own.permute(0, 3, 1, 2), alpha=self.scale), -1,
+                              dtype=torch.promote_types(qf.dtype, torch.float32))
         # Zero weights on the other KV heads' values, so one contiguous bmm sums only each head's own V.
         # NOTE: one buffer per shape for the whole step: every layer writes the same diagonal and nothing else, so
         # the zeros around it stay zero (one fill per step instead of one per layer).

@@ -106,10 +106,12 @@ def test_the_kernel_names_a_bad_argument(change, match) -> None:
                                                  args["seq_lens"], args["block_tables"], batch.scale)
 
 
-def test_a_float64_cache_is_attended_in_float64() -> None:
-    """The float64 engine tests prove the engine against transformers token for token: the kernel keeps float64."""
+@pytest.mark.parametrize("backend_cls", [CpuPagedAttention, TorchPagedAttention], ids=["cpu", "torch"])
+def test_a_float64_cache_is_attended_in_float64(backend_cls) -> None:
+    """The float64 engine tests prove the engine against transformers token for token: both backends stay float64
+    (the torch backend's decode softmax used to run in float32)."""
     batch = make_paged_batch(MIXED, dtype=torch.float64, seed=4)
-    ours = attend(CpuPagedAttention(4, 2, 16, batch.scale, batch.kv_caches), batch)
+    ours = attend(backend_cls(4, 2, 16, batch.scale, batch.kv_caches), batch)
     expected, start = [], 0
     for b, n in enumerate(batch.metadata.query_lens_cpu):  # batch.expected() works in float32: redo it in float64
         rows = slice(start, start + n)
