@@ -29,13 +29,15 @@ from loadtests.bench_spec_decode import parse_args as bench_args
 
 class WeightTraffic:
     """`with WeightTraffic(model) as traffic:` counts in `traffic.bytes` the weight bytes the model reads inside the
-    block, and in `traffic.mtp_bytes` the share read by MTP passes and MTP logits (forward hooks, and wrappers around
-    fused_experts and the model's MTP entry points); all are removed on exit."""
+    block, in `traffic.mtp_bytes` the share read by MTP passes and MTP logits, and in `traffic.steps` the target
+    forwards (one per engine step) (forward hooks, and wrappers around fused_experts and the model's MTP entry
+    points); all are removed on exit."""
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.model = model
         self.bytes = 0
         self.mtp_bytes = 0
+        self.steps = 0
         self._in_mtp = False
         self._handles: list = []
         self._fused_experts = None
@@ -44,6 +46,7 @@ class WeightTraffic:
         import engine.model as model_module
         from engine.parallel.vocab import VocabParallelEmbedding
 
+        self._handles.append(self.model.register_forward_hook(self._count_step))
         for module in self.model.modules():
             if isinstance(module, model_module.MoE):  # router tensors; w13/w2 are counted per expert below
                 num_bytes = module.gate.weight.nbytes + module.gate.e_score_correction_bias.nbytes
@@ -94,21 +97,11 @@ class WeightTraffic:
         if self._in_mtp:
             self.mtp_bytes += num_bytes
 
+    def _count_step(self, *_) -> None:
+        self.steps += 1
+
     def _count_rows(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         self._add(inputs[0].numel() * module.weight[0].nbytes)
-
-
-def count_steps(llm) -> list[int]:
-    """A one-element list that counts the engine's steps from now on."""
-    steps = [0]
-    schedule = llm.engine.scheduler.schedule
-
-    def counted(*args, **kwargs):
-        steps[0] += 1
-        return schedule(*args, **kwargs)
-
-    llm.engine.scheduler.schedule = counted
-    return steps
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -129,11 +122,10 @@ def main(argv: list[str] | None = None) -> None:
     traffic, mtp_traffic, steps, tokens = {}, {}, {}, {}
     for k, llm in llms.items():
         run_once(llm, prompts, 1, args.max_tokens)  # warm-up; fills the prefix cache, so the counted run is decode
-        step_count = count_steps(llm)
         with WeightTraffic(llm.engine.model_runner.model) as counter:
             _, outputs, _ = run_once(llm, prompts, 1, args.max_tokens)
         traffic[k], mtp_traffic[k] = counter.bytes, counter.mtp_bytes
-        steps[k], tokens[k] = step_count[0], sum(map(len, outputs))
+        steps[k], tokens[k] = counter.steps, sum(map(len, outputs))
     best = dict.fromkeys(ks, float("inf"))
     for _ in range(args.repeats):
         for k, llm in llms.items():

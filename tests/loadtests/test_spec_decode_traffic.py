@@ -53,6 +53,7 @@ def test_logits_count_the_whole_head_and_mtp_logits_count_as_mtp() -> None:
         model.compute_logits(hidden)
         assert (traffic.bytes, traffic.mtp_bytes) == (model.lm_head.weight.nbytes, 0)
         model.compute_mtp_logits(hidden)
+    assert traffic.steps == 0  # logits are not a target forward
     head = model.mtp.head if model.mtp.head is not None else model.lm_head
     assert traffic.mtp_bytes == head.weight.nbytes
     assert traffic.bytes == model.lm_head.weight.nbytes + head.weight.nbytes
@@ -75,5 +76,5 @@ def test_the_script_prints_a_row_per_k_with_mtp_bytes_only_when_drafting(capsys)
     rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.split()[0] in ("0", "1")]
     assert [r[0] for r in rows] == ["0", "1"]
     (k0, k1) = rows
-    assert k0[3] == "0.00" and k0[5] == "1.00x" and float(k1[3]) > 0
+    assert k0[1] == "1.00" and k0[3] == "0.00" and k0[5] == "1.00x" and float(k1[3]) > 0  # k = 0: a token a step
     assert float(k1[1]) >= 1.0  # output tokens per step: at least the verified one
