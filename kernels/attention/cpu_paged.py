@@ -77,10 +77,14 @@ class _KernelGroup:
     """Sequences with few query rows, attended by one kernel call: no padding, no K/V copy."""
 
     query_rows: torch.Tensor | None  # [N] int64 rows of q, sequence by sequence; None: the whole batch in order
-    dest_rows: torch.Tensor | None  # [N] the output rows they land on (= query_rows); None: the whole batch
     query_start: torch.Tensor  # [G+1] int64 into the group's N rows
     seq_lens: torch.Tensor  # [G] int64
     block_tables: torch.Tensor  # [G, max_blocks] int32 contiguous
+
+    @property
+    def dest_rows(self) -> torch.Tensor | None:
+        """The output rows the results land on (what TorchPagedAttention.forward scatters to): the query rows."""
+        return self.query_rows
 
 
 def _kernel_groups(metadata: AttentionMetadata, seqs: list[int], starts: list[int], kv_cache: torch.Tensor,
@@ -96,7 +100,6 @@ def _kernel_groups(metadata: AttentionMetadata, seqs: list[int], starts: list[in
         rows = torch.tensor([r for b in seqs for r in range(starts[b], starts[b + 1])], dtype=torch.int64)
     return [_KernelGroup(
         query_rows=rows,
-        dest_rows=rows,
         query_start=torch.tensor([0, *itertools.accumulate(query_lens)], dtype=torch.int64),
         seq_lens=torch.tensor(seq_lens, dtype=torch.int64),
         block_tables=tables.to(torch.int32).contiguous(),

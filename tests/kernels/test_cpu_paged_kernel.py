@@ -4,10 +4,13 @@ per step for the few-row sequences, and errors instead of wild reads."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from paged_testing import make_paged_batch
 
+from kernels.attention.base import AttentionMetadata
 from kernels.attention.cpu_paged import CpuPagedAttention, _KernelGroup, load_cpu_kernel
 from kernels.attention.dense import causal_attention
 from kernels.attention.torch_paged import TorchPagedAttention, _PaddedGroup
@@ -34,7 +37,7 @@ def test_a_verify_row_equals_that_position_decoded_alone_to_the_last_bit() -> No
     for i in range(4):  # row i of the 4-row sequence sits at position 26 + i: decode it alone with that context
         position, row = 26 + i, rows_of(verify, 1).start + i
         slot = int(table[0, position // 4]) * 4 + position % 4
-        alone = type(verify.metadata)(
+        alone = AttentionMetadata(
             query_start_loc=torch.tensor([0, 1], dtype=torch.int32), seq_lens=torch.tensor([position + 1]),
             query_lens_cpu=(1,), seq_lens_cpu=(position + 1,), slot_mapping=torch.tensor([slot]), block_tables=table)
         backend.plan(alone)  # the cache already holds the verify rows' K/V: rewriting row i's changes nothing
@@ -77,8 +80,7 @@ def test_a_block_id_outside_the_cache_raises_instead_of_reading_it() -> None:
     table = batch.metadata.block_tables.clone()
     table[1, 0] = batch.kv_caches[0].shape[0] + 5
     backend = CpuPagedAttention(4, 2, 16, batch.scale, batch.kv_caches)
-    backend.plan(type(batch.metadata)(**{**{f: getattr(batch.metadata, f) for f in batch.metadata.__slots__},
-                                         "block_tables": table, "slot_mapping": torch.tensor([0, 1])}))
+    backend.plan(dataclasses.replace(batch.metadata, block_tables=table, slot_mapping=torch.tensor([0, 1])))
     with pytest.raises(RuntimeError, match=r"block_tables\[1, 0\] = \d+ is not a block of the cache"):
         backend.forward(0, batch.q, batch.k, batch.v)
 

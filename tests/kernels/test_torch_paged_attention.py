@@ -3,6 +3,8 @@ batches: TorchPagedAttention (plain PyTorch) and CpuPagedAttention (its decode/v
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -179,12 +181,6 @@ def test_kv_cache_allocation_and_size() -> None:
         allocate_kv_caches(1, 0, 16, 2, 64, torch.float32, "cpu")
 
 
-def replace(metadata: AttentionMetadata, **changes) -> AttentionMetadata:
-    fields = {name: getattr(metadata, name) for name in AttentionMetadata.__slots__}
-    fields.update(changes)
-    return AttentionMetadata(**fields)
-
-
 @pytest.mark.parametrize(
     "changes,field",
     [
@@ -202,7 +198,7 @@ def test_bad_metadata_names_the_field(changes, field, backend_cls) -> None:
     batch = make_paged_batch([(1, 5), (3, 9)])
     backend = backend_cls(4, 2, 16, batch.scale, batch.kv_caches)
     with pytest.raises(ValueError, match=field):
-        backend.plan(replace(batch.metadata, **changes))
+        backend.plan(dataclasses.replace(batch.metadata, **changes))
 
 
 @BACKENDS
